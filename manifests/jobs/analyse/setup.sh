@@ -1,0 +1,3 @@
+#!/bin/sh
+# Prologue: prepares the folder the analysis writes into.
+mkdir -p results

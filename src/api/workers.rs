@@ -1,0 +1,237 @@
+//! Worker endpoints: register, messages (ping, started, finished), assignments
+//! (long poll), input download, output and log upload.
+//!
+//! Every report names its attempt; one that is not the job's current attempt on
+//! this worker is refused with 409 and changes nothing (fencing).
+
+use super::{jobs::load_job, jobs::parse_job_id, wire::*, ApiError, Ctx};
+use crate::blobs::{layout, LogStream};
+use axum::{
+    body::Body,
+    extract::{Path, Query, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    Json,
+};
+use bytes::Bytes;
+use futures::TryStreamExt;
+use reconcilers::{
+    jobs::{self, Report},
+    messages::{HeldJob, Message},
+    model::{JobState, Worker, WorkerId, WorkerState},
+};
+use serde::Deserialize;
+use std::{collections::HashSet, time::Duration};
+
+/// `POST /v1/workers/register`: a worker (new, or back after being declared lost).
+pub async fn register(State(c): State<Ctx>, Json(req): Json<RegisterRequest>) -> Result<Json<Registered>, ApiError> {
+    if req.slots == 0 || !reconcilers::model::JobId::is_valid(req.instance.as_str()) {
+        return Err(ApiError::bad_request("register needs a valid instance id and at least one slot"));
+    }
+    let now = c.now();
+    let worker = Worker {
+        id: WorkerId::new(req.instance.as_str()),
+        instance: req.instance,
+        slots: req.slots,
+        state: WorkerState::Active,
+        registered_at: now,
+        last_ping: now,
+        idle_since: Some(now),
+    };
+    c.store.put_worker(&worker).await?;
+    c.heartbeats.forget(&worker.id);
+    tracing::info!(worker = %worker.id, slots = worker.slots, "worker registered");
+    c.wake.jobs.notify_one();
+    c.wake.fleet.notify_one();
+    Ok(Json(Registered {
+        worker: worker.id,
+        ping_interval_ms: c.config.ping_interval.as_millis() as u64,
+        heartbeat_timeout_ms: c.config.heartbeat_timeout.as_millis() as u64,
+    }))
+}
+
+/// The worker a request speaks for, which must be registered and not lost.
+async fn known_worker(c: &Ctx, id: &WorkerId) -> Result<Worker, ApiError> {
+    match c.store.get_worker(id).await? {
+        Some(w) => Ok(w),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("unknown worker {id}: register first (POST /v1/workers/register)"),
+        )),
+    }
+}
+
+/// `POST /v1/messages`: one typed message, parsed by the message factory.
+pub async fn message(State(c): State<Ctx>, body: Bytes) -> Result<Response, ApiError> {
+    let msg = Message::parse(&body);
+    crate::metrics::METRICS.messages.with_label_values(&[msg.kind()]).inc();
+    match msg {
+        Message::Ping { worker, held, .. } => Ok(Json(ping(&c, &worker, held).await?).into_response()),
+        Message::Started { worker, job, attempt } => {
+            known_worker(&c, &worker).await?;
+            let now = c.now();
+            let job = c.change_job(&job, |j| jobs::start(j, &worker, attempt, now)).await?;
+            Ok(Json(refused_is_stale(job)?).into_response())
+        }
+        Message::Finished { worker, job, attempt, outcome, exit_code, reason, has_output } => {
+            known_worker(&c, &worker).await?;
+            let report = Report { worker, attempt, outcome, exit_code, reason, has_output };
+            let now = c.now();
+            let job = c.change_job(&job, |j| jobs::finish(j, &report, now)).await?;
+            let job = refused_is_stale(job)?;
+            tracing::info!(job = %job.id, attempt, state = %job.state, "attempt finished");
+            Ok(Json(job).into_response())
+        }
+        // Hints: wake the loop that acts on them; they carry no state.
+        Message::JobSubmitted { .. } | Message::Cancel { .. } => {
+            c.wake.jobs.notify_one();
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
+        Message::WorkerLost { .. } => {
+            c.wake.fleet.notify_one();
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
+        Message::Assignment { worker } => {
+            c.wake.wake_worker(&worker);
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
+        Message::Unknown { kind, detail } => {
+            tracing::info!(kind, detail, "ignored an unknown message");
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
+    }
+}
+
+fn refused_is_stale(
+    r: Result<reconcilers::model::Job, reconcilers::jobs::Refusal>,
+) -> Result<reconcilers::model::Job, ApiError> {
+    r.map_err(|refusal| {
+        crate::metrics::METRICS.stale_reports.inc();
+        tracing::info!(%refusal, "refused a worker report");
+        ApiError::from(refusal)
+    })
+}
+
+/// A PING: recorded in the heartbeat buffer (batched to the store); the reply
+/// lists the held attempts the worker must stop.
+async fn ping(c: &Ctx, worker: &WorkerId, held: Vec<HeldJob>) -> Result<PingReply, ApiError> {
+    let w = known_worker(c, worker).await?;
+    if w.state == WorkerState::Lost {
+        return Ok(PingReply { lost: true, stop: held });
+    }
+    c.heartbeats.ping(worker, c.now(), !held.is_empty());
+    if held.is_empty() {
+        return Ok(PingReply::default());
+    }
+    let current: HashSet<HeldJob> = c
+        .store
+        .jobs_on_worker(worker)
+        .await?
+        .into_iter()
+        .filter_map(|j| j.current_attempt().map(|a| HeldJob { job: j.id.clone(), attempt: a.number }))
+        .collect();
+    let stop = held.into_iter().filter(|h| !current.contains(h)).collect();
+    Ok(PingReply { lost: false, stop })
+}
+
+#[derive(Deserialize)]
+pub struct AssignmentsQuery {
+    /// Long poll: wait up to this long for work, in milliseconds.
+    wait_ms: Option<u64>,
+}
+
+/// `GET /v1/workers/{id}/assignments?wait_ms=N`: the attempts assigned to this
+/// worker that it has not started, answered as soon as there is one.
+pub async fn assignments(
+    State(c): State<Ctx>,
+    Path(id): Path<String>,
+    Query(q): Query<AssignmentsQuery>,
+) -> Result<Json<Vec<Assignment>>, ApiError> {
+    let worker = WorkerId::new(id);
+    let w = known_worker(&c, &worker).await?;
+    if w.state == WorkerState::Lost {
+        return Err(ApiError::conflict(format!("worker {worker} was declared lost: register again")));
+    }
+    let wait = Duration::from_millis(q.wait_ms.unwrap_or(0).min(60_000));
+    let deadline = tokio::time::Instant::now() + wait;
+    let notify = c.wake.worker(&worker);
+    loop {
+        let found: Vec<Assignment> = c
+            .store
+            .jobs_on_worker(&worker)
+            .await?
+            .into_iter()
+            .filter(|j| j.state == JobState::Assigned)
+            .filter_map(|j| j.current_attempt().map(|a| Assignment { job: j.id.clone(), attempt: a.number }))
+            .collect();
+        let now = tokio::time::Instant::now();
+        if !found.is_empty() || now >= deadline {
+            return Ok(Json(found));
+        }
+        // Woken when the jobs loop assigns to this worker; the periodic look
+        // covers assignments made by another controller sharing the store.
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline.min(now + Duration::from_secs(2))) => {}
+            _ = notify.notified() => {}
+            _ = c.stopping.cancelled() => return Ok(Json(Vec::new())),
+        }
+    }
+}
+
+/// `GET /v1/jobs/{id}/input`: the input archive, for the worker running it.
+pub async fn download_input(State(c): State<Ctx>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let id = parse_job_id(&id)?;
+    let stream = c.blobs.get_stream(&layout::input(&id)).await?;
+    Ok(Body::from_stream(stream).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct UploadQuery {
+    worker: WorkerId,
+}
+
+/// `PUT /v1/jobs/{id}/attempts/{n}/{output|stdout|stderr|worker}?worker=W`: an
+/// attempt's output archive or a log, accepted only from the worker holding
+/// that attempt while it is current.
+pub async fn upload_attempt_blob(
+    State(c): State<Ctx>,
+    Path((id, attempt, blob)): Path<(String, u32, String)>,
+    Query(q): Query<UploadQuery>,
+    body: Body,
+) -> Result<StatusCode, ApiError> {
+    let id = parse_job_id(&id)?;
+    known_worker(&c, &q.worker).await?;
+    let key = match blob.as_str() {
+        "output" => layout::output(&id, attempt),
+        other => match LogStream::parse(other) {
+            Some(stream) => layout::log(&id, attempt, stream),
+            None => return Err(ApiError::bad_request(format!("`{other}` is not an attempt blob"))),
+        },
+    };
+    let job = load_job(&c, &id).await?;
+    let current = job.current_attempt();
+    if !job.state.is_on_worker() || current.map(|a| a.number) != Some(attempt) {
+        crate::metrics::METRICS.stale_reports.inc();
+        return Err(ApiError::conflict(format!(
+            "attempt {attempt} of job {id} is stale: the job is {} at attempt {}; upload refused",
+            job.state,
+            current.map_or(0, |a| a.number)
+        )));
+    }
+    if current.map(|a| &a.worker) != Some(&q.worker) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("attempt {attempt} of job {id} does not belong to worker {}", q.worker),
+        ));
+    }
+    let reader = tokio_util::io::StreamReader::new(body.into_data_stream().map_err(std::io::Error::other));
+    let limit = c.config.max_output_bytes;
+    match c.blobs.put_reader(&key, reader, limit).await {
+        Ok(_) => Ok(StatusCode::NO_CONTENT),
+        Err(crate::blobs::BlobError::TooLarge { .. }) => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("{blob} of job {id} attempt {attempt} is over the limit of {limit} bytes"),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,199 @@
+//! Job blobs through the `object_store` crate: a local folder by default, S3 on AWS.
+//!
+//! The layout, one folder per job (the id is allocated before anything is uploaded,
+//! so names never collide):
+//!
+//! ```text
+//! jobs/<id>/job.jdl                       the JDL as submitted (canonical form)
+//! jobs/<id>/input.tar.gz                  the input archive (sandbox files + .drover/job.jdl)
+//! jobs/<id>/attempts/<n>/output.tar.gz    the output archive of attempt n
+//! jobs/<id>/attempts/<n>/stdout           the Executable's standard output
+//! jobs/<id>/attempts/<n>/stderr           the Executable's standard error
+//! jobs/<id>/attempts/<n>/worker.log       what the worker says: prologue, epilogue, notes
+//! ```
+//!
+//! Outputs live under their attempt, so a late upload from a worker that was
+//! declared lost can never replace the output of the attempt the job accepted.
+
+use bytes::Bytes;
+use futures::{stream::BoxStream, StreamExt, TryStreamExt};
+use object_store::{buffered::BufWriter, local::LocalFileSystem, path::Path as BlobPath, ObjectStore, PutPayload};
+use reconcilers::model::JobId;
+use std::{path::Path, sync::Arc};
+use tokio::io::{AsyncRead, AsyncWriteExt};
+
+/// The streams an attempt leaves behind, besides its output archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogStream {
+    Stdout,
+    Stderr,
+    Worker,
+}
+
+impl LogStream {
+    pub fn file_name(self) -> &'static str {
+        match self {
+            LogStream::Stdout => "stdout",
+            LogStream::Stderr => "stderr",
+            LogStream::Worker => "worker.log",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<LogStream> {
+        match s {
+            "stdout" => Some(LogStream::Stdout),
+            "stderr" => Some(LogStream::Stderr),
+            "worker" | "worker.log" => Some(LogStream::Worker),
+            _ => None,
+        }
+    }
+}
+
+/// Blob keys, in one place.
+pub mod layout {
+    use super::*;
+
+    pub fn jdl(job: &JobId) -> BlobPath {
+        BlobPath::from(format!("jobs/{job}/job.jdl"))
+    }
+    pub fn input(job: &JobId) -> BlobPath {
+        BlobPath::from(format!("jobs/{job}/input.tar.gz"))
+    }
+    pub fn output(job: &JobId, attempt: u32) -> BlobPath {
+        BlobPath::from(format!("jobs/{job}/attempts/{attempt}/output.tar.gz"))
+    }
+    pub fn log(job: &JobId, attempt: u32, stream: LogStream) -> BlobPath {
+        BlobPath::from(format!("jobs/{job}/attempts/{attempt}/{}", stream.file_name()))
+    }
+    pub fn job_prefix(job: &JobId) -> BlobPath {
+        BlobPath::from(format!("jobs/{job}"))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("blob {0} not found")]
+    NotFound(String),
+    #[error("{key} would be over the limit of {limit} bytes")]
+    TooLarge { key: String, limit: u64 },
+    #[error("{context}: {source}")]
+    Store {
+        context: String,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+#[derive(Clone)]
+pub struct Blobs {
+    store: Arc<dyn ObjectStore>,
+}
+
+impl Blobs {
+    pub fn new(store: Arc<dyn ObjectStore>) -> Blobs {
+        Blobs { store }
+    }
+
+    /// Blobs in a local folder, created if missing.
+    pub fn local(dir: &Path) -> Result<Blobs, BlobError> {
+        std::fs::create_dir_all(dir).map_err(|source| BlobError::Io {
+            context: format!("creating blob folder {}", dir.display()),
+            source,
+        })?;
+        let fs = LocalFileSystem::new_with_prefix(dir).map_err(|source| BlobError::Store {
+            context: format!("opening blob folder {}", dir.display()),
+            source,
+        })?;
+        Ok(Blobs::new(Arc::new(fs.with_automatic_cleanup(true))))
+    }
+
+    pub async fn put_bytes(&self, key: &BlobPath, data: Bytes) -> Result<(), BlobError> {
+        self.store
+            .put(key, PutPayload::from(data))
+            .await
+            .map(|_| ())
+            .map_err(|source| BlobError::Store { context: format!("writing {key}"), source })
+    }
+
+    /// Streams `reader` into the blob (multipart for large objects), refusing to
+    /// store more than `limit` bytes. Returns the size written.
+    pub async fn put_reader(&self, key: &BlobPath, mut reader: impl AsyncRead + Unpin, limit: u64) -> Result<u64, BlobError> {
+        let mut writer = BufWriter::new(self.store.clone(), key.clone());
+        let io_err = |source| BlobError::Io { context: format!("writing {key}"), source };
+        let mut limited = tokio::io::AsyncReadExt::take(&mut reader, limit.saturating_add(1));
+        let copied = tokio::io::copy(&mut limited, &mut writer).await;
+        let n = match copied {
+            Ok(n) if n <= limit => n,
+            Ok(_) => {
+                let _ = writer.abort().await;
+                return Err(BlobError::TooLarge { key: key.to_string(), limit });
+            }
+            Err(e) => {
+                let _ = writer.abort().await;
+                return Err(io_err(e));
+            }
+        };
+        writer.shutdown().await.map_err(io_err)?;
+        Ok(n)
+    }
+
+    pub async fn put_file(&self, key: &BlobPath, path: &Path, limit: u64) -> Result<u64, BlobError> {
+        let file = tokio::fs::File::open(path).await.map_err(|source| BlobError::Io {
+            context: format!("opening {}", path.display()),
+            source,
+        })?;
+        self.put_reader(key, file, limit).await
+    }
+
+    pub async fn get_stream(&self, key: &BlobPath) -> Result<BoxStream<'static, std::io::Result<Bytes>>, BlobError> {
+        match self.store.get(key).await {
+            Ok(r) => Ok(r.into_stream().map_err(std::io::Error::other).boxed()),
+            Err(object_store::Error::NotFound { .. }) => Err(BlobError::NotFound(key.to_string())),
+            Err(source) => Err(BlobError::Store { context: format!("reading {key}"), source }),
+        }
+    }
+
+    pub async fn get_bytes(&self, key: &BlobPath) -> Result<Bytes, BlobError> {
+        let result = match self.store.get(key).await {
+            Ok(r) => r.bytes().await,
+            Err(e) => Err(e),
+        };
+        result.map_err(|source| match source {
+            object_store::Error::NotFound { .. } => BlobError::NotFound(key.to_string()),
+            source => BlobError::Store { context: format!("reading {key}"), source },
+        })
+    }
+
+    pub async fn exists(&self, key: &BlobPath) -> Result<bool, BlobError> {
+        match self.store.head(key).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(source) => Err(BlobError::Store { context: format!("looking up {key}"), source }),
+        }
+    }
+
+    /// Deletes everything of a job (abandoned submits).
+    pub async fn delete_job(&self, job: &JobId) -> Result<(), BlobError> {
+        let prefix = layout::job_prefix(job);
+        let keys: Vec<BlobPath> = self
+            .store
+            .list(Some(&prefix))
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await
+            .map_err(|source| BlobError::Store { context: format!("listing {prefix}"), source })?;
+        for key in keys {
+            match self.store.delete(&key).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(source) => return Err(BlobError::Store { context: format!("deleting {key}"), source }),
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,188 @@
+//! The HTTP client of the controller's API, used by the CLI and the worker agent.
+
+use crate::api::wire::*;
+use reconcilers::{
+    messages::Message,
+    model::{InstanceId, Job, JobId, WorkerId},
+};
+use reqwest::{Body, StatusCode};
+use serde::de::DeserializeOwned;
+use std::time::Duration;
+
+pub const CONTROLLER_ENV: &str = "DROVER_CONTROLLER";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(
+        "cannot reach the drover controller at {url}: {detail}\n\
+         Start one with `drover controller` (or run a job at once with `drover run FILE`), \
+         or point {CONTROLLER_ENV} / --controller at a running one."
+    )]
+    Unreachable { url: String, detail: String },
+    /// The controller answered with an error status and message.
+    #[error("{message}")]
+    Api { status: StatusCode, message: String },
+    #[error("talking to the controller at {url}: {detail}")]
+    Other { url: String, detail: String },
+}
+
+impl ClientError {
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            ClientError::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(base: &str) -> Client {
+        let base = base.trim_end_matches('/');
+        let base = if base.contains("://") { base.to_string() } else { format!("http://{base}") };
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .unwrap_or_default();
+        Client { base, http }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn transport_error(&self, e: reqwest::Error) -> ClientError {
+        let url = self.base.clone();
+        let detail = std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| s.to_string());
+        if e.is_connect() {
+            ClientError::Unreachable { url, detail }
+        } else {
+            ClientError::Other { url, detail: format!("{e}: {detail}") }
+        }
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ClientError> {
+        let resp = req.send().await.map_err(|e| self.transport_error(e))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let text = resp.text().await.unwrap_or_default();
+        let message = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+            .unwrap_or_else(|| format!("controller answered {status}: {text}"));
+        Err(ClientError::Api { status, message })
+    }
+
+    async fn json<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T, ClientError> {
+        let resp = self.send(req).await?;
+        resp.json().await.map_err(|e| self.transport_error(e))
+    }
+
+    pub async fn allocate(&self) -> Result<JobId, ClientError> {
+        let a: Allocated = self.json(self.http.post(self.url("/v1/jobs"))).await?;
+        Ok(a.id)
+    }
+
+    pub async fn upload_input(&self, id: &JobId, body: impl Into<Body>) -> Result<(), ClientError> {
+        self.send(self.http.put(self.url(&format!("/v1/jobs/{id}/input"))).body(body)).await.map(|_| ())
+    }
+
+    pub async fn submit(&self, id: &JobId, jdl: String) -> Result<Job, ClientError> {
+        let req = self.http.post(self.url(&format!("/v1/jobs/{id}/submit"))).json(&SubmitRequest { jdl });
+        self.json(req).await
+    }
+
+    pub async fn job(&self, id: &JobId) -> Result<Job, ClientError> {
+        self.json(self.http.get(self.url(&format!("/v1/jobs/{id}")))).await
+    }
+
+    pub async fn jobs(&self, states: &str, limit: usize) -> Result<Vec<Job>, ClientError> {
+        let req = self.http.get(self.url("/v1/jobs")).query(&[("state", states), ("limit", &limit.to_string())]);
+        self.json(req).await
+    }
+
+    /// Waits up to `timeout` for the job to finish; returns it in whatever state.
+    pub async fn wait(&self, id: &JobId, timeout: Duration) -> Result<Job, ClientError> {
+        let req = self
+            .http
+            .get(self.url(&format!("/v1/jobs/{id}/wait")))
+            .query(&[("timeout_ms", timeout.as_millis().to_string())])
+            .timeout(timeout + Duration::from_secs(30));
+        self.json(req).await
+    }
+
+    pub async fn cancel(&self, id: &JobId) -> Result<Job, ClientError> {
+        self.json(self.http.post(self.url(&format!("/v1/jobs/{id}/cancel")))).await
+    }
+
+    pub async fn output(&self, id: &JobId) -> Result<reqwest::Response, ClientError> {
+        self.send(self.http.get(self.url(&format!("/v1/jobs/{id}/output")))).await
+    }
+
+    pub async fn logs(&self, id: &JobId, stream: &str, attempt: Option<u32>) -> Result<String, ClientError> {
+        let mut req = self.http.get(self.url(&format!("/v1/jobs/{id}/logs"))).query(&[("stream", stream)]);
+        if let Some(n) = attempt {
+            req = req.query(&[("attempt", n)]);
+        }
+        let resp = self.send(req).await?;
+        resp.text().await.map_err(|e| self.transport_error(e))
+    }
+
+    // ---- worker side ----
+
+    pub async fn register(&self, instance: &InstanceId, slots: u32) -> Result<Registered, ClientError> {
+        let body = RegisterRequest { instance: instance.clone(), slots };
+        self.json(self.http.post(self.url("/v1/workers/register")).json(&body)).await
+    }
+
+    /// Sends a message; the reply's JSON is returned as is.
+    pub async fn message<T: DeserializeOwned>(&self, msg: &Message) -> Result<T, ClientError> {
+        let req = self
+            .http
+            .post(self.url("/v1/messages"))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(msg.to_json());
+        self.json(req).await
+    }
+
+    pub async fn assignments(&self, worker: &WorkerId, wait: Duration) -> Result<Vec<Assignment>, ClientError> {
+        let req = self
+            .http
+            .get(self.url(&format!("/v1/workers/{worker}/assignments")))
+            .query(&[("wait_ms", wait.as_millis().to_string())])
+            .timeout(wait + Duration::from_secs(30));
+        self.json(req).await
+    }
+
+    pub async fn download_input(&self, id: &JobId) -> Result<reqwest::Response, ClientError> {
+        self.send(self.http.get(self.url(&format!("/v1/jobs/{id}/input")))).await
+    }
+
+    /// Uploads an attempt's output archive (`blob = "output"`) or a log.
+    pub async fn upload_attempt_blob(
+        &self,
+        id: &JobId,
+        attempt: u32,
+        blob: &str,
+        worker: &WorkerId,
+        body: impl Into<Body>,
+    ) -> Result<(), ClientError> {
+        let req = self
+            .http
+            .put(self.url(&format!("/v1/jobs/{id}/attempts/{attempt}/{blob}")))
+            .query(&[("worker", worker.as_str())])
+            .body(body);
+        self.send(req).await.map(|_| ())
+    }
+}

@@ -1,0 +1,227 @@
+//! The controller's configuration: embedded defaults, overridden by `drover.toml`,
+//! overridden by command-line flags.
+
+use reconcilers::model::FleetSettings;
+use serde::Deserialize;
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7700";
+pub const DEFAULT_DATA_DIR: &str = ".drover";
+pub const DEFAULT_CONFIG_FILE: &str = "drover.toml";
+
+/// Durations are written like `3s`, `500ms` or `2m`, in files and flags alike.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| format!("`{s}` is not a duration like 3s or 500ms: {e}"))
+}
+
+mod duration_serde {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let s: Option<String> = Option::deserialize(d)?;
+        s.map(|s| super::parse_duration(&s).map_err(serde::de::Error::custom)).transpose()
+    }
+}
+
+/// `drover.toml`, as written by people: every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    #[serde(default, deserialize_with = "duration_serde::option")]
+    pub heartbeat_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "duration_serde::option")]
+    pub ping_interval: Option<Duration>,
+    #[serde(default, deserialize_with = "duration_serde::option")]
+    pub reconcile_interval: Option<Duration>,
+    #[serde(default)]
+    pub fleet: FleetFile,
+    #[serde(default)]
+    pub limits: LimitsFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetFile {
+    pub min_workers: Option<u32>,
+    pub max_workers: Option<u32>,
+    pub slots_per_worker: Option<u32>,
+    #[serde(default, deserialize_with = "duration_serde::option")]
+    pub idle_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    pub max_input_bytes: Option<u64>,
+    pub max_output_bytes: Option<u64>,
+}
+
+impl ConfigFile {
+    /// Reads `path`; with `required = false` a missing file means the defaults.
+    pub fn load(path: &Path, required: bool) -> anyhow::Result<ConfigFile> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(ConfigFile::default()),
+            Err(e) => Err(anyhow::anyhow!("reading {}: {e}", path.display())),
+        }
+    }
+}
+
+/// Everything the controller runs with.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub heartbeat_timeout: Duration,
+    pub ping_interval: Duration,
+    /// How often the loops run when nothing wakes them.
+    pub reconcile_interval: Duration,
+    pub fleet: FleetSettings,
+    pub max_input_bytes: u64,
+    pub max_output_bytes: u64,
+    /// A job still `Created` (its submit never finished) after this long is deleted.
+    pub abandoned_after: Duration,
+    /// Workers started by the local fleet stop their jobs within this after SIGTERM.
+    pub kill_grace: Duration,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
+        ControllerConfig {
+            listen: DEFAULT_LISTEN.parse().expect("the default address is valid"),
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            heartbeat_timeout: Duration::from_secs(15),
+            ping_interval: Duration::from_secs(5),
+            reconcile_interval: Duration::from_secs(2),
+            fleet: FleetSettings {
+                min_workers: 0,
+                max_workers: 1,
+                slots_per_worker: cores,
+                idle_timeout_ms: 60_000,
+            },
+            max_input_bytes: 1 << 30,
+            max_output_bytes: 1 << 30,
+            abandoned_after: Duration::from_secs(24 * 3600),
+            kill_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+impl ControllerConfig {
+    /// The defaults with the file's values on top.
+    pub fn from_file(file: ConfigFile) -> anyhow::Result<ControllerConfig> {
+        let mut c = ControllerConfig::default();
+        if let Some(v) = file.listen {
+            c.listen = v;
+        }
+        if let Some(v) = file.data_dir {
+            c.data_dir = v;
+        }
+        if let Some(v) = file.heartbeat_timeout {
+            c.heartbeat_timeout = v;
+        }
+        if let Some(v) = file.ping_interval {
+            c.ping_interval = v;
+        }
+        if let Some(v) = file.reconcile_interval {
+            c.reconcile_interval = v;
+        }
+        let f = file.fleet;
+        if let Some(v) = f.min_workers {
+            c.fleet.min_workers = v;
+        }
+        if let Some(v) = f.max_workers {
+            c.fleet.max_workers = v;
+        }
+        if let Some(v) = f.slots_per_worker {
+            c.fleet.slots_per_worker = v;
+        }
+        if let Some(v) = f.idle_timeout {
+            c.fleet.idle_timeout_ms = v.as_millis() as u64;
+        }
+        if let Some(v) = file.limits.max_input_bytes {
+            c.max_input_bytes = v;
+        }
+        if let Some(v) = file.limits.max_output_bytes {
+            c.max_output_bytes = v;
+        }
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Every problem at once, so a person fixes their file in one go.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let mut problems = Vec::new();
+        if self.fleet.max_workers < self.fleet.min_workers {
+            problems.push(format!(
+                "fleet.max_workers ({}) is below fleet.min_workers ({})",
+                self.fleet.max_workers, self.fleet.min_workers
+            ));
+        }
+        if self.fleet.slots_per_worker == 0 {
+            problems.push("fleet.slots_per_worker must be at least 1".to_string());
+        }
+        if self.ping_interval >= self.heartbeat_timeout {
+            problems.push(format!(
+                "ping_interval ({}) must be shorter than heartbeat_timeout ({}), or every worker is lost",
+                humantime::format_duration(self.ping_interval),
+                humantime::format_duration(self.heartbeat_timeout)
+            ));
+        }
+        if self.reconcile_interval.is_zero() {
+            problems.push("reconcile_interval must be above zero".to_string());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(anyhow::anyhow!("invalid configuration:\n  {}", problems.join("\n  ")))
+        }
+    }
+
+    pub fn state_path(&self) -> PathBuf {
+        self.data_dir.join("state.db")
+    }
+    pub fn blobs_dir(&self) -> PathBuf {
+        self.data_dir.join("blobs")
+    }
+    pub fn workers_dir(&self) -> PathBuf {
+        self.data_dir.join("workers")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_people_write_them() {
+        assert_eq!(parse_duration("3s"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert!(parse_duration("soon").unwrap_err().contains("`soon` is not a duration"));
+    }
+
+    #[test]
+    fn a_file_overrides_the_defaults_and_every_problem_is_reported() {
+        let file: ConfigFile = toml::from_str(
+            "heartbeat_timeout = \"3s\"\nping_interval = \"5s\"\n[fleet]\nmin_workers = 4\nmax_workers = 2\nslots_per_worker = 0\n",
+        )
+        .expect("valid toml");
+        let err = ControllerConfig::from_file(file).unwrap_err().to_string();
+        assert!(err.contains("max_workers (2) is below fleet.min_workers (4)"), "{err}");
+        assert!(err.contains("slots_per_worker must be at least 1"), "{err}");
+        assert!(err.contains("ping_interval (5s) must be shorter"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(toml::from_str::<ConfigFile>("listn = \"1.2.3.4:5\"").is_err());
+    }
+}

@@ -1,0 +1,147 @@
+//! The fleet loop: observe (the provider first, then the store), decide
+//! (`reconcilers::fleet`), act (record, then launch; mark, then terminate).
+
+use super::Controller;
+use crate::metrics::METRICS;
+use reconcilers::{
+    fleet::{reconcile, FleetAction, FleetSnapshot, FleetTimeouts},
+    model::{Instance, InstanceId, InstanceState, LaunchKey, TerminateReason, WorkerState},
+};
+use std::collections::HashMap;
+
+pub async fn tick(c: &Controller) -> anyhow::Result<()> {
+    // The provider is listed before the store is read: an instance launched in
+    // between is then known to the store, never mistaken for a leak.
+    let observed = c.fleet.list().await?;
+    let instances = c.store.list_instances().await?;
+    let workers = c.store.list_workers().await?;
+    let jobs = c.store.active_jobs().await?;
+    let settings = c.store.fleet_settings().await?.unwrap_or_else(|| c.config.fleet.clone());
+    let heartbeat_ms = c.config.heartbeat_timeout.as_millis() as u64;
+    let actions = reconcile(&FleetSnapshot {
+        now: c.now(),
+        settings: &settings,
+        timeouts: FleetTimeouts {
+            heartbeat_ms,
+            ..FleetTimeouts::default()
+        },
+        instances: &instances,
+        observed: &observed,
+        workers: &workers,
+        jobs: &jobs,
+    });
+    let known: HashMap<&InstanceId, &Instance> = instances.iter().map(|i| (&i.id, i)).collect();
+    for action in actions {
+        match action {
+            FleetAction::Launch { count } => {
+                for _ in 0..count {
+                    launch_one(c).await?;
+                }
+            }
+            FleetAction::Terminate { instance, reason } => {
+                let record = match known.get(&instance) {
+                    Some(rec) => (*rec).clone(),
+                    None => orphan_record(&instance, &observed),
+                };
+                terminate(c, record, reason, known.contains_key(&instance)).await?;
+            }
+            FleetAction::Forget { instance } => {
+                tracing::info!(%instance, "instance is gone; forgetting it");
+                c.store.delete_instance(&instance).await?;
+                for w in workers.iter().filter(|w| w.instance == instance) {
+                    c.store.delete_worker(&w.id).await?;
+                    c.heartbeats.forget(&w.id);
+                    c.wake.forget_worker(&w.id);
+                }
+                // Its jobs now belong to no known worker: requeue them now.
+                c.wake.jobs.notify_one();
+            }
+            FleetAction::MarkWorkerLost { worker } => {
+                tracing::warn!(%worker, "worker's instance is gone: declared lost");
+                c.store.set_worker_state(&worker, WorkerState::Lost).await?;
+                METRICS.lost_workers.inc();
+                c.wake.jobs.notify_one();
+            }
+        }
+    }
+    Ok(())
+}
+
+fn orphan_record(id: &InstanceId, observed: &[reconcilers::model::ObservedInstance]) -> Instance {
+    let seen = observed.iter().find(|o| &o.id == id);
+    Instance {
+        id: id.clone(),
+        launch_key: seen.and_then(|o| o.launch_key.clone()).unwrap_or_else(|| LaunchKey::new(id.as_str())),
+        state: InstanceState::Running,
+        launched_at: seen.map(|o| o.launched_at).unwrap_or_default(),
+        provider_ref: None,
+    }
+}
+
+/// Records the launch, then launches: a crash in between leaves a record that the
+/// next controller adopts (or forgets after the launch grace), never an unknown
+/// instance.
+async fn launch_one(c: &Controller) -> anyhow::Result<()> {
+    let id = crate::ids::new_instance_id(c.now());
+    let mut instance = Instance {
+        launch_key: LaunchKey::new(id.as_str()),
+        id,
+        state: InstanceState::Launching,
+        launched_at: c.now(),
+        provider_ref: None,
+    };
+    c.store.put_instance(&instance).await?;
+    match c.fleet.launch(&instance).await {
+        Ok(provider_ref) => {
+            instance.provider_ref = provider_ref;
+            instance.state = InstanceState::Running;
+            c.store.put_instance(&instance).await?;
+            METRICS.instances_launched.inc();
+            tracing::info!(instance = %instance.id, fleet = c.fleet.name(), "launched worker instance");
+            Ok(())
+        }
+        Err(e) => Err(anyhow::anyhow!("{e}")),
+    }
+}
+
+async fn terminate(c: &Controller, mut record: Instance, reason: TerminateReason, known: bool) -> anyhow::Result<()> {
+    let first_time = record.state != InstanceState::Terminating;
+    if known && first_time {
+        record.state = InstanceState::Terminating;
+        c.store.put_instance(&record).await?;
+    }
+    c.fleet.terminate(&record).await?;
+    if first_time {
+        METRICS.instances_terminated.with_label_values(&[reason.as_str()]).inc();
+        tracing::info!(instance = %record.id, reason = reason.as_str(), "terminating instance");
+    }
+    Ok(())
+}
+
+/// At shutdown: terminate every instance this controller's fleet shows, and wait
+/// (a little) for them to go.
+pub async fn terminate_all(c: &Controller) -> anyhow::Result<()> {
+    let observed = c.fleet.list().await?;
+    let instances = c.store.list_instances().await?;
+    for inst in &instances {
+        terminate(c, inst.clone(), TerminateReason::Shutdown, true).await?;
+    }
+    for o in observed.iter().filter(|o| !instances.iter().any(|i| i.id == o.id)) {
+        terminate(c, orphan_record(&o.id, &observed), TerminateReason::Shutdown, false).await?;
+    }
+    let deadline = tokio::time::Instant::now() + c.config.kill_grace + std::time::Duration::from_secs(2);
+    while tokio::time::Instant::now() < deadline {
+        if c.fleet.list().await?.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let workers = c.store.list_workers().await?;
+    for inst in &instances {
+        c.store.delete_instance(&inst.id).await?;
+        for w in workers.iter().filter(|w| w.instance == inst.id) {
+            c.store.delete_worker(&w.id).await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,81 @@
+//! The jobs loop: observe (workers, active jobs), decide (`reconcilers::jobs`), act
+//! (conditional writes in one batch, wake the workers that got work).
+
+use super::Controller;
+use crate::metrics::METRICS;
+use crate::store::StoreError;
+use reconcilers::{
+    jobs::{reconcile, JobsSnapshot},
+    model::{Job, JobId, JobState, WorkerState},
+};
+use std::collections::HashMap;
+
+pub async fn tick(c: &Controller) -> anyhow::Result<()> {
+    let now = c.now();
+    let workers = c.store.list_workers().await?;
+    let jobs = c.store.active_jobs().await?;
+    let plan = reconcile(&JobsSnapshot {
+        now,
+        jobs: &jobs,
+        workers: &workers,
+        heartbeat_timeout_ms: c.config.heartbeat_timeout.as_millis() as u64,
+    });
+
+    for w in &plan.lost_workers {
+        tracing::warn!(worker = %w, "worker missed its heartbeats: declared lost");
+        c.store.set_worker_state(w, WorkerState::Lost).await?;
+        METRICS.lost_workers.inc();
+        c.wake.fleet.notify_one();
+    }
+
+    if !plan.writes.is_empty() {
+        let before: HashMap<&JobId, &Job> = jobs.iter().map(|j| (&j.id, j)).collect();
+        let results = c.store.update_jobs(&plan.writes).await?;
+        for (next, result) in plan.writes.iter().zip(results) {
+            match result {
+                Ok(_) => {
+                    if let Some(old) = before.get(&next.id) {
+                        c.job_written(old, next);
+                    }
+                    if next.state == JobState::Assigned {
+                        if let Some(w) = next.worker() {
+                            c.wake.wake_worker(w);
+                        }
+                    } else if next.state == JobState::Queued {
+                        tracing::info!(job = %next.id, reason = next.reason.as_deref().unwrap_or(""), "requeued");
+                    } else if next.state == JobState::Failed {
+                        tracing::warn!(job = %next.id, reason = next.reason.as_deref().unwrap_or(""), "failed");
+                    }
+                }
+                // Someone else changed it since we read it: the next tick decides again.
+                Err(StoreError::Conflict { job, .. }) => tracing::debug!(%job, "job changed meanwhile; skipped"),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    let mut counts: HashMap<JobState, i64> = HashMap::new();
+    for j in &jobs {
+        *counts.entry(j.state).or_default() += 1;
+    }
+    for state in [JobState::Queued, JobState::Assigned, JobState::Running] {
+        METRICS.jobs.with_label_values(&[state.as_str()]).set(counts.get(&state).copied().unwrap_or(0));
+    }
+    for state in [WorkerState::Active, WorkerState::Lost] {
+        let n = workers.iter().filter(|w| w.state == state).count() as i64;
+        METRICS.workers.with_label_values(&[state.as_str()]).set(n);
+    }
+    Ok(())
+}
+
+/// Deletes jobs whose submit never finished (still `Created` after a day) and
+/// their blobs.
+pub async fn collect_abandoned(c: &Controller) -> anyhow::Result<()> {
+    let cutoff = c.now().0.saturating_sub(c.config.abandoned_after.as_millis() as u64);
+    let gone = c.store.delete_abandoned_jobs(reconcilers::model::Timestamp(cutoff)).await?;
+    for id in gone {
+        tracing::info!(job = %id, "deleted abandoned submission");
+        c.blobs.delete_job(&id).await?;
+    }
+    Ok(())
+}

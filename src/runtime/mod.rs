@@ -1,0 +1,213 @@
+//! The controller at run time: the shared context, the reconcile loops, and
+//! start-up and shutdown of the whole thing.
+
+mod fleet;
+mod heartbeats;
+mod jobs;
+pub mod loops;
+pub mod wakeups;
+
+pub use heartbeats::HeartbeatBuffer;
+
+use crate::{
+    blobs::Blobs,
+    clock::Clock,
+    config::ControllerConfig,
+    fleet::{local::LocalFleet, Fleet},
+    store::{sqlite::SqliteStore, Store},
+};
+use anyhow::Context as _;
+use reconcilers::model::{Job, JobId, Timestamp};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use wakeups::Wakeups;
+
+/// Everything the loops and the API handlers share.
+pub struct Controller {
+    pub config: ControllerConfig,
+    pub store: Arc<dyn Store>,
+    pub blobs: Blobs,
+    pub fleet: Arc<dyn Fleet>,
+    pub clock: Arc<dyn Clock>,
+    pub wake: Wakeups,
+    pub heartbeats: HeartbeatBuffer,
+    /// Cancelled when the controller starts shutting down: loops stop and long
+    /// polls answer at once, so the API can drain quickly.
+    pub stopping: CancellationToken,
+}
+
+impl Controller {
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Reads a job, applies `change` and writes the result conditionally; if the
+    /// job changed in between, reads it again and retries (a few times).
+    pub async fn change_job<E>(
+        &self,
+        id: &JobId,
+        mut change: impl FnMut(&Job) -> Result<reconcilers::jobs::Change, E>,
+    ) -> Result<Result<Job, E>, crate::store::StoreError> {
+        use crate::store::StoreError;
+        use reconcilers::jobs::Change;
+        let mut tries = 0;
+        loop {
+            let job = self.store.get_job(id).await?.ok_or_else(|| StoreError::NotFound(id.clone()))?;
+            let next = match change(&job) {
+                Err(e) => return Ok(Err(e)),
+                Ok(Change::AlreadyDone) => return Ok(Ok(job)),
+                Ok(Change::Write(next)) => *next,
+            };
+            match self.store.update_job(&next).await {
+                Ok(version) => {
+                    self.job_written(&job, &next);
+                    return Ok(Ok(Job { version, ..next }));
+                }
+                Err(StoreError::Conflict { .. }) if tries < 5 => tries += 1,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Bookkeeping after a job write: metrics and wake-ups.
+    pub fn job_written(&self, before: &Job, after: &Job) {
+        if before.state != after.state {
+            crate::metrics::METRICS
+                .job_transitions
+                .with_label_values(&[before.state.as_str(), after.state.as_str()])
+                .inc();
+            self.wake.job_changed(&after.id);
+        }
+        if after.state.is_terminal() || after.state == reconcilers::model::JobState::Queued {
+            // A slot was freed or work is waiting: dispatch now, resize the fleet.
+            self.wake.jobs.notify_one();
+            self.wake.fleet.notify_one();
+        }
+    }
+}
+
+/// A controller started by `start`.
+pub struct RunningController {
+    pub addr: SocketAddr,
+    pub controller: Arc<Controller>,
+    loops: JoinSet<()>,
+    server: tokio::task::JoinHandle<()>,
+    stop_server: CancellationToken,
+}
+
+impl RunningController {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops the loops, then the workers this controller runs (while the API still
+    /// takes their last reports), then the API.
+    pub async fn shutdown(mut self) {
+        let c = &self.controller;
+        c.stopping.cancel();
+        while self.loops.join_next().await.is_some() {}
+        if let Err(e) = fleet::terminate_all(c).await {
+            tracing::warn!(error = %format!("{e:#}"), "stopping workers at shutdown");
+        }
+        if let Err(e) = c.heartbeats.flush(c.store.as_ref()).await {
+            tracing::warn!(error = %format!("{e:#}"), "writing the last heartbeats");
+        }
+        self.stop_server.cancel();
+        let _ = self.server.await;
+    }
+}
+
+/// Opens the embedded state and blobs, binds the API, and starts the loops.
+pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController> {
+    config.validate()?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data folder {}", config.data_dir.display()))?;
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&config.state_path())
+            .with_context(|| format!("opening state {}", config.state_path().display()))?,
+    );
+    let blobs = Blobs::local(&config.blobs_dir())?;
+    let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| {
+        format!(
+            "listening on {} (is another controller running? choose another address with --listen)",
+            config.listen
+        )
+    })?;
+    let addr = listener.local_addr()?;
+    let wake = Wakeups::default();
+    let fleet: Arc<dyn Fleet> = Arc::new(LocalFleet {
+        exe: std::env::current_exe().context("finding the drover binary to start workers from")?,
+        controller_url: format!("http://{addr}"),
+        cluster: crate::fleet::local::cluster_tag(&config.data_dir),
+        workers_dir: config.workers_dir(),
+        slots: config.fleet.slots_per_worker,
+        ping_interval: config.ping_interval,
+        kill_grace: config.kill_grace,
+        exited: wake.fleet.clone(),
+    });
+    // The configuration is the desired fleet shape; the store carries it to the loops.
+    store.put_fleet_settings(&config.fleet).await?;
+    let controller = Arc::new(Controller {
+        config,
+        store,
+        blobs,
+        fleet,
+        clock: Arc::new(crate::clock::SystemClock),
+        wake,
+        heartbeats: HeartbeatBuffer::default(),
+        stopping: CancellationToken::new(),
+    });
+    let mut loops = JoinSet::new();
+    spawn_loops(&controller, &controller.stopping, &mut loops);
+    let app = crate::api::router(controller.clone());
+    let stop_server = CancellationToken::new();
+    let stop = stop_server.clone();
+    let server = tokio::spawn(async move {
+        let served = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "API server stopped");
+        }
+    });
+    tracing::info!(%addr, data_dir = %controller.config.data_dir.display(), "controller started");
+    Ok(RunningController { addr, controller, loops, server, stop_server })
+}
+
+fn spawn_loops(c: &Arc<Controller>, shutdown: &CancellationToken, tasks: &mut JoinSet<()>) {
+    let interval = c.config.reconcile_interval;
+    let cc = c.clone();
+    tasks.spawn(loops::run_loop("jobs", interval, c.wake.jobs.clone(), shutdown.clone(), move || {
+        let c = cc.clone();
+        async move { jobs::tick(&c).await }
+    }));
+    let cc = c.clone();
+    tasks.spawn(loops::run_loop("fleet", interval, c.wake.fleet.clone(), shutdown.clone(), move || {
+        let c = cc.clone();
+        async move { fleet::tick(&c).await }
+    }));
+    // Heartbeats are flushed often enough that the store lags a ping by well
+    // under the heartbeat timeout.
+    let flush_every = (c.config.heartbeat_timeout / 10).clamp(Duration::from_millis(100), Duration::from_secs(1));
+    let cc = c.clone();
+    tasks.spawn(loops::run_loop(
+        "heartbeats",
+        flush_every,
+        Arc::new(tokio::sync::Notify::new()),
+        shutdown.clone(),
+        move || {
+            let c = cc.clone();
+            async move { c.heartbeats.flush(c.store.as_ref()).await.map(|_| ()) }
+        },
+    ));
+    let cc = c.clone();
+    tasks.spawn(loops::run_loop(
+        "gc",
+        Duration::from_secs(60),
+        Arc::new(tokio::sync::Notify::new()),
+        shutdown.clone(),
+        move || {
+            let c = cc.clone();
+            async move { jobs::collect_abandoned(&c).await }
+        },
+    ));
+}

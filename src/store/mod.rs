@@ -1,0 +1,98 @@
+//! The durable store of desired state: jobs (with their attempts), workers,
+//! instances and fleet settings. SQLite is the embedded default; DynamoDB is the
+//! AWS one. Every job-state change is a conditional write on the job's version.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+use reconcilers::model::{FleetSettings, Instance, InstanceId, Job, JobId, JobState, Timestamp, Worker, WorkerId, WorkerState};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The record changed since it was read: the write was refused, nothing changed.
+    #[error("job {job} changed since it was read (expected version {expected}); the write was refused")]
+    Conflict { job: JobId, expected: u64 },
+    #[error("job {0} already exists")]
+    AlreadyExists(JobId),
+    #[error("job {0} not found")]
+    NotFound(JobId),
+    #[error("store backend: {0}")]
+    Backend(String),
+}
+
+impl StoreError {
+    pub fn backend(context: &str, err: impl std::fmt::Display) -> StoreError {
+        StoreError::Backend(format!("{context}: {err}"))
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A heartbeat as buffered by the API: monotonic data, safe to batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heartbeat {
+    pub worker: WorkerId,
+    pub at: Timestamp,
+    /// Since when the worker holds no job; `None` while it runs something.
+    pub idle_since: Option<Timestamp>,
+}
+
+/// Which jobs `list_jobs` returns, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    pub states: Vec<JobState>,
+    pub limit: Option<usize>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Inserts a new job; refuses with `AlreadyExists` if the id is taken.
+    async fn create_job(&self, job: &Job) -> StoreResult<()>;
+
+    async fn get_job(&self, id: &JobId) -> StoreResult<Option<Job>>;
+
+    /// Writes `job` only if the stored version still equals `job.version`, and
+    /// stores it with version + 1, which it returns. A stale write gets `Conflict`.
+    async fn update_job(&self, job: &Job) -> StoreResult<u64>;
+
+    /// Many conditional writes in one transaction (group commit); each one is
+    /// checked on its own, and the result of each is returned in order.
+    async fn update_jobs(&self, jobs: &[Job]) -> StoreResult<Vec<StoreResult<u64>>>;
+
+    /// Jobs that are queued, assigned or running.
+    async fn active_jobs(&self) -> StoreResult<Vec<Job>>;
+
+    /// Jobs assigned to or running on `worker`.
+    async fn jobs_on_worker(&self, worker: &WorkerId) -> StoreResult<Vec<Job>>;
+
+    async fn list_jobs(&self, filter: &JobFilter) -> StoreResult<Vec<Job>>;
+
+    /// Deletes jobs still `Created` (their submit never finished) created before `before`.
+    async fn delete_abandoned_jobs(&self, before: Timestamp) -> StoreResult<Vec<JobId>>;
+
+    /// Inserts or replaces a worker record (registration).
+    async fn put_worker(&self, worker: &Worker) -> StoreResult<()>;
+
+    async fn get_worker(&self, id: &WorkerId) -> StoreResult<Option<Worker>>;
+
+    async fn list_workers(&self) -> StoreResult<Vec<Worker>>;
+
+    /// Applies a batch of heartbeats; `last_ping` only ever moves forward, and a
+    /// heartbeat never revives a lost worker.
+    async fn record_heartbeats(&self, beats: &[Heartbeat]) -> StoreResult<()>;
+
+    async fn set_worker_state(&self, id: &WorkerId, state: WorkerState) -> StoreResult<()>;
+
+    async fn delete_worker(&self, id: &WorkerId) -> StoreResult<()>;
+
+    /// Inserts or replaces an instance record. A launch is recorded before it happens.
+    async fn put_instance(&self, instance: &Instance) -> StoreResult<()>;
+
+    async fn list_instances(&self) -> StoreResult<Vec<Instance>>;
+
+    async fn delete_instance(&self, id: &InstanceId) -> StoreResult<()>;
+
+    async fn fleet_settings(&self) -> StoreResult<Option<FleetSettings>>;
+
+    async fn put_fleet_settings(&self, settings: &FleetSettings) -> StoreResult<()>;
+}

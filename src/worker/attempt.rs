@@ -1,0 +1,197 @@
+//! One attempt, from the worker's side: say it started, fetch and unpack the
+//! input, run the job in its sandbox, upload the logs and the output archive,
+//! report the result, and delete the folder.
+
+use super::{
+    sandbox::{self, AttemptLimits, AttemptPaths, AttemptResult, JobEnv},
+    WorkerConfig,
+};
+use crate::{
+    api::wire::Assignment,
+    archive::{unpack_tar_gz_file, UnpackLimits},
+    client::{Client, ClientError},
+};
+use backon::{ExponentialBuilder, Retryable};
+use futures::StreamExt;
+use reconcilers::{
+    jdl,
+    messages::Message,
+    model::{AttemptOutcome, JobId, WorkerId},
+};
+use std::{path::Path, sync::Arc, time::Duration};
+use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
+
+pub struct AttemptContext {
+    pub client: Client,
+    pub config: Arc<WorkerConfig>,
+    pub worker: WorkerId,
+    /// The worker itself is stopping (SIGTERM): attempts end as `WorkerLost`, so
+    /// the controller requeues them at once instead of after the heartbeat timeout.
+    pub shutdown: CancellationToken,
+}
+
+/// Transport failures are retried; answers from the controller are final.
+fn transient(e: &ClientError) -> bool {
+    !matches!(e, ClientError::Api { status, .. } if status.is_client_error())
+}
+
+fn retry_policy() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_jitter()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(5))
+        .with_max_times(8)
+}
+
+impl AttemptContext {
+    pub async fn run(&self, a: Assignment, cancel: CancellationToken) {
+        let dir = self.config.work_dir.join(format!("{}-{}", a.job, a.attempt));
+        let started_msg = self.started(&a);
+        let started = (|| self.client.message::<serde_json::Value>(&started_msg))
+            .retry(retry_policy())
+            .when(transient)
+            .await;
+        if let Err(e) = started {
+            tracing::info!(job = %a.job, attempt = a.attempt, error = %e, "not starting the attempt");
+            return;
+        }
+        tracing::info!(job = %a.job, attempt = a.attempt, "attempt started");
+        let result = self.execute(&a, &dir, cancel.clone()).await;
+        if result.outcome == AttemptOutcome::Cancelled && !self.shutdown.is_cancelled() {
+            // Stopped because the controller moved on (cancelled, or requeued it):
+            // there is nothing to report and nothing of it may be uploaded.
+            tracing::info!(job = %a.job, attempt = a.attempt, "attempt stopped");
+        } else {
+            self.upload_and_report(&a, result).await;
+        }
+        if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
+            tracing::warn!(dir = %dir.display(), error = %e, "removing the attempt folder");
+        }
+    }
+
+    fn started(&self, a: &Assignment) -> Message {
+        Message::Started { worker: self.worker.clone(), job: a.job.clone(), attempt: a.attempt }
+    }
+
+    /// Downloads, unpacks, reads the JDL and runs the job. Failures before the job
+    /// can run become `FailedBeforeRun` results with the reason.
+    async fn execute(&self, a: &Assignment, dir: &Path, cancel: CancellationToken) -> AttemptResult {
+        let paths = AttemptPaths { root: dir.to_path_buf() };
+        let prepared = self.prepare(&a.job, dir).await;
+        let job = match prepared {
+            Ok(job) => job,
+            Err(reason) => return sandbox::failed_before_run(&paths, reason).await,
+        };
+        let env = JobEnv::from_worker(vec![
+            ("DROVER_JOB_ID".to_string(), a.job.to_string()),
+            ("DROVER_ATTEMPT".to_string(), a.attempt.to_string()),
+        ]);
+        let limits = AttemptLimits { max_output_bytes: self.config.max_output_bytes, ..AttemptLimits::default() };
+        let result = sandbox::run_job(&paths, &job, &env, &limits, cancel).await;
+        if result.outcome == AttemptOutcome::Cancelled && self.shutdown.is_cancelled() {
+            return AttemptResult {
+                outcome: AttemptOutcome::WorkerLost,
+                reason: Some("the worker was shut down during the attempt".into()),
+                ..result
+            };
+        }
+        result
+    }
+
+    async fn prepare(&self, job: &JobId, dir: &Path) -> Result<jdl::JobDescription, String> {
+        if dir.exists() {
+            let _ = tokio::fs::remove_dir_all(dir).await;
+        }
+        let sandbox_dir = dir.join("sandbox");
+        tokio::fs::create_dir_all(&sandbox_dir)
+            .await
+            .map_err(|e| format!("creating the sandbox {}: {e}", sandbox_dir.display()))?;
+        let archive = dir.join("input.tar.gz");
+        self.download_input(job, &archive).await.map_err(|e| format!("downloading the input archive: {e}"))?;
+        let into = sandbox_dir.clone();
+        let unpacked = tokio::task::spawn_blocking(move || {
+            unpack_tar_gz_file(&archive, &into, &UnpackLimits::default()).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| format!("unpacking the input archive: {e}"))?;
+        unpacked.map_err(|e| format!("refusing the input archive: {e}"))?;
+        let jdl_path = sandbox_dir.join(".drover").join("job.jdl");
+        let text = tokio::fs::read(&jdl_path).await.map_err(|e| format!("the input archive has no .drover/job.jdl: {e}"))?;
+        // The JDL travels with the input but is not the job's business.
+        let _ = tokio::fs::remove_dir_all(sandbox_dir.join(".drover")).await;
+        let text = String::from_utf8(text).map_err(|_| "job.jdl is not UTF-8".to_string())?;
+        match jdl::parse_job(&text) {
+            Ok((job, _)) => Ok(job),
+            Err(diags) => Err(format!(
+                "job.jdl is invalid: {}",
+                diags.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("; ")
+            )),
+        }
+    }
+
+    async fn download_input(&self, job: &JobId, to: &Path) -> Result<(), String> {
+        let fetch = || async {
+            let resp = self.client.download_input(job).await.map_err(|e| e.to_string())?;
+            let mut file = tokio::fs::File::create(to).await.map_err(|e| format!("creating {}: {e}", to.display()))?;
+            let mut body = resp.bytes_stream();
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| format!("reading the download: {e}"))?;
+                file.write_all(&chunk).await.map_err(|e| format!("writing {}: {e}", to.display()))?;
+            }
+            file.flush().await.map_err(|e| format!("writing {}: {e}", to.display()))
+        };
+        fetch.retry(retry_policy().with_max_times(4)).await
+    }
+
+    async fn upload_file(&self, a: &Assignment, blob: &str, path: &Path) -> Result<(), ClientError> {
+        let upload = || async {
+            let file = tokio::fs::File::open(path).await.map_err(|e| ClientError::Other {
+                url: self.client.base().to_string(),
+                detail: format!("opening {}: {e}", path.display()),
+            })?;
+            let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
+            self.client.upload_attempt_blob(&a.job, a.attempt, blob, &self.worker, body).await
+        };
+        upload.retry(retry_policy()).when(transient).await
+    }
+
+    async fn upload_and_report(&self, a: &Assignment, mut result: AttemptResult) {
+        for (blob, path) in [("stdout", &result.stdout), ("stderr", &result.stderr), ("worker", &result.worker_log)] {
+            if path.exists() {
+                if let Err(e) = self.upload_file(a, blob, path).await {
+                    tracing::warn!(job = %a.job, blob, error = %e, "uploading a log");
+                }
+            }
+        }
+        let mut has_output = false;
+        if let Some(archive) = result.output_archive.clone() {
+            match self.upload_file(a, "output", &archive).await {
+                Ok(()) => has_output = true,
+                Err(e) if e.status() == Some(reqwest::StatusCode::CONFLICT) => {
+                    tracing::info!(job = %a.job, attempt = a.attempt, error = %e, "output refused: the attempt is stale");
+                    return;
+                }
+                Err(e) => {
+                    // The job's result cannot reach anyone: an infrastructure failure.
+                    result.outcome = AttemptOutcome::FailedBeforeRun;
+                    result.reason = Some(format!("uploading the output archive failed: {e}"));
+                }
+            }
+        }
+        let msg = Message::Finished {
+            worker: self.worker.clone(),
+            job: a.job.clone(),
+            attempt: a.attempt,
+            outcome: result.outcome,
+            exit_code: result.exit_code,
+            reason: result.reason.clone(),
+            has_output,
+        };
+        let sent = (|| self.client.message::<serde_json::Value>(&msg)).retry(retry_policy()).when(transient).await;
+        match sent {
+            Ok(_) => tracing::info!(job = %a.job, attempt = a.attempt, outcome = result.outcome.as_str(), "reported"),
+            Err(e) => tracing::warn!(job = %a.job, attempt = a.attempt, error = %e, "report refused or lost"),
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! The worker agent (`drover worker`): registers, pings, takes assignments up to
+//! its slots, runs each attempt in a fresh folder, uploads what it produced and
+//! reports the result with its attempt number.
+//!
+//! The controller is the only judge of what is current: a ping's reply names the
+//! attempts the worker must stop (cancelled, or requeued after the worker was
+//! presumed lost), and a refused report (409) means the attempt is no longer ours.
+
+mod attempt;
+pub mod output;
+pub mod process;
+pub mod sandbox;
+
+use crate::{
+    api::wire::{Assignment, PingReply},
+    client::{Client, ClientError},
+};
+use anyhow::Context as _;
+use reconcilers::{
+    messages::{HeldJob, Message},
+    model::{InstanceId, WorkerId},
+};
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub controller: String,
+    pub instance: InstanceId,
+    pub slots: u32,
+    pub ping_interval: Duration,
+    /// Attempt folders are made under it and deleted after each attempt.
+    pub work_dir: PathBuf,
+    pub max_output_bytes: u64,
+}
+
+/// The attempts this worker holds, each with the token that stops it.
+#[derive(Default)]
+struct Held {
+    jobs: Mutex<HashMap<HeldJob, CancellationToken>>,
+    /// Woken when an attempt ends and frees a slot.
+    freed: Notify,
+}
+
+impl Held {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<HeldJob, CancellationToken>> {
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    fn list(&self) -> Vec<HeldJob> {
+        self.lock().keys().cloned().collect()
+    }
+    fn stop(&self, which: &HeldJob) {
+        if let Some(token) = self.lock().get(which) {
+            token.cancel();
+        }
+    }
+    fn stop_all(&self) {
+        for token in self.lock().values() {
+            token.cancel();
+        }
+    }
+}
+
+pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.work_dir)
+        .with_context(|| format!("creating work folder {}", config.work_dir.display()))?;
+    let client = Client::new(&config.controller);
+    let config = Arc::new(config);
+    while !shutdown.is_cancelled() {
+        let Some(worker) = register(&client, &config, &shutdown).await else { break };
+        // One registration lasts until the controller says we were lost (or
+        // forgets us); then everything held is stopped and we register again.
+        let epoch = shutdown.child_token();
+        let held = Arc::new(Held::default());
+        let pinger = tokio::spawn(ping_loop(client.clone(), config.clone(), worker.clone(), held.clone(), epoch.clone()));
+        let mut attempts = tokio::task::JoinSet::new();
+        take_assignments(&client, &config, &worker, &held, &epoch, &shutdown, &mut attempts).await;
+        held.stop_all();
+        while attempts.join_next().await.is_some() {}
+        pinger.abort();
+    }
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+/// Registers, retrying with backoff while the controller cannot be reached.
+async fn register(client: &Client, config: &WorkerConfig, shutdown: &CancellationToken) -> Option<WorkerId> {
+    let mut backoff = backon::BackoffBuilder::build(
+        crate::runtime::loops::error_backoff().with_max_delay(Duration::from_secs(5)),
+    );
+    loop {
+        match client.register(&config.instance, config.slots).await {
+            Ok(r) => {
+                tracing::info!(worker = %r.worker, slots = config.slots, "registered");
+                return Some(r.worker);
+            }
+            Err(e) => {
+                let wait = backoff.next().unwrap_or(Duration::from_secs(5));
+                tracing::warn!(error = %e, "registering with the controller; retrying in {wait:?}");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.cancelled() => return None,
+                }
+            }
+        }
+    }
+}
+
+async fn ping_loop(client: Client, config: Arc<WorkerConfig>, worker: WorkerId, held: Arc<Held>, epoch: CancellationToken) {
+    loop {
+        let list = held.list();
+        let free_slots = config.slots.saturating_sub(list.len() as u32);
+        let msg = Message::Ping { worker: worker.clone(), held: list, free_slots };
+        match client.message::<PingReply>(&msg).await {
+            Ok(reply) if reply.lost => {
+                tracing::warn!("the controller declared this worker lost: stopping its jobs and registering again");
+                epoch.cancel();
+                return;
+            }
+            Ok(reply) => {
+                for stale in &reply.stop {
+                    tracing::info!(job = %stale.job, attempt = stale.attempt, "controller says stop this attempt");
+                    held.stop(stale);
+                }
+            }
+            Err(ClientError::Api { status, message }) if status == reqwest::StatusCode::NOT_FOUND => {
+                tracing::warn!(%message, "the controller does not know this worker: registering again");
+                epoch.cancel();
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "ping failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(config.ping_interval) => {}
+            _ = epoch.cancelled() => return,
+        }
+    }
+}
+
+async fn take_assignments(
+    client: &Client,
+    config: &Arc<WorkerConfig>,
+    worker: &WorkerId,
+    held: &Arc<Held>,
+    epoch: &CancellationToken,
+    shutdown: &CancellationToken,
+    attempts: &mut tokio::task::JoinSet<()>,
+) {
+    let mut backoff = backon::BackoffBuilder::build(crate::runtime::loops::error_backoff());
+    while !epoch.is_cancelled() {
+        while attempts.try_join_next().is_some() {}
+        if held.lock().len() as u32 >= config.slots {
+            tokio::select! {
+                _ = held.freed.notified() => continue,
+                _ = epoch.cancelled() => return,
+            }
+        }
+        let got = tokio::select! {
+            r = client.assignments(worker, Duration::from_secs(20)) => r,
+            _ = epoch.cancelled() => return,
+        };
+        let list = match got {
+            Ok(list) => {
+                backoff = backon::BackoffBuilder::build(crate::runtime::loops::error_backoff());
+                list
+            }
+            Err(e) => {
+                if matches!(e.status(), Some(s) if s == reqwest::StatusCode::NOT_FOUND || s == reqwest::StatusCode::CONFLICT) {
+                    tracing::warn!(error = %e, "assignments refused: registering again");
+                    epoch.cancel();
+                    return;
+                }
+                let wait = backoff.next().unwrap_or(Duration::from_secs(5));
+                tracing::warn!(error = %e, "asking for assignments; retrying in {wait:?}");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => continue,
+                    _ = epoch.cancelled() => return,
+                }
+            }
+        };
+        for a in list {
+            start_attempt(client, config, worker, held, epoch, shutdown, attempts, a);
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn start_attempt(
+    client: &Client,
+    config: &Arc<WorkerConfig>,
+    worker: &WorkerId,
+    held: &Arc<Held>,
+    epoch: &CancellationToken,
+    shutdown: &CancellationToken,
+    attempts: &mut tokio::task::JoinSet<()>,
+    a: Assignment,
+) {
+    let key = HeldJob { job: a.job.clone(), attempt: a.attempt };
+    let token = epoch.child_token();
+    {
+        let mut jobs = held.lock();
+        if jobs.contains_key(&key) || jobs.len() as u32 >= config.slots {
+            return; // already running it, or full: it stays assigned for later
+        }
+        jobs.insert(key.clone(), token.clone());
+    }
+    let ctx = attempt::AttemptContext {
+        client: client.clone(),
+        config: config.clone(),
+        worker: worker.clone(),
+        shutdown: shutdown.clone(),
+    };
+    let held = held.clone();
+    attempts.spawn(async move {
+        ctx.run(a, token).await;
+        held.lock().remove(&key);
+        held.freed.notify_one();
+    });
+}
