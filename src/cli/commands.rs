@@ -212,6 +212,8 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<u8> {
         Some(d) => d,
         None => std::env::temp_dir().join(format!("drover-worker-{}", args.instance_id)),
     };
+    // Jobs run with their sandbox as current folder: every path must be absolute.
+    let work_dir = std::path::absolute(&work_dir).with_context(|| format!("resolving {}", work_dir.display()))?;
     let config = crate::worker::WorkerConfig {
         controller: args.controller,
         instance: InstanceId::new(args.instance_id),

@@ -140,7 +140,7 @@ pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController
         exe: std::env::current_exe().context("finding the drover binary to start workers from")?,
         controller_url: format!("http://{addr}"),
         cluster: crate::fleet::local::cluster_tag(&config.data_dir),
-        workers_dir: config.workers_dir(),
+        workers_dir: std::path::absolute(config.workers_dir())?,
         slots: config.fleet.slots_per_worker,
         ping_interval: config.ping_interval,
         kill_grace: config.kill_grace,

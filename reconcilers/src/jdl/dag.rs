@@ -10,6 +10,7 @@ use super::lexer::Pos;
 use super::parser::{Kind, Node, Stmt};
 use super::validate::{describe, error, lower_job, short, warning, Scope};
 use super::{Diagnostic, JobType};
+use std::collections::HashSet;
 
 pub(crate) fn check(
     job_type: JobType,
@@ -75,6 +76,10 @@ pub(crate) fn check(
             return;
         }
     };
+    // Names are compared as ClassAd compares attribute names: the record form's
+    // node names are attribute names, and `fmt` respells the known ones.
+    let names: Option<HashSet<String>> =
+        names.map(|names| names.iter().map(|n| n.to_ascii_lowercase()).collect());
     for deps in [dependencies, inner_dependencies].into_iter().flatten() {
         if job_type == JobType::Collection {
             warning(
@@ -84,7 +89,7 @@ pub(crate) fn check(
                  nodes that wait for each other",
             );
         } else {
-            check_dependencies(deps, names.as_deref(), diags);
+            check_dependencies(deps, names.as_ref(), diags);
         }
     }
 }
@@ -116,7 +121,7 @@ fn node(item: &Node, diags: &mut Vec<Diagnostic>) -> Option<String> {
 
 /// `Dependencies = { {a, b}, {{a, b}, c} }`: pairs of parent and child, each a node
 /// name or a list of them. Names are checked when every node has one.
-fn check_dependencies(deps: &Stmt, names: Option<&[String]>, diags: &mut Vec<Diagnostic>) {
+fn check_dependencies(deps: &Stmt, names: Option<&HashSet<String>>, diags: &mut Vec<Diagnostic>) {
     let Kind::List(pairs) = &deps.value.kind else {
         error(
             diags,
@@ -144,7 +149,7 @@ fn check_dependencies(deps: &Stmt, names: Option<&[String]>, diags: &mut Vec<Dia
     }
 }
 
-fn node_ref(item: &Node, names: Option<&[String]>, diags: &mut Vec<Diagnostic>) {
+fn node_ref(item: &Node, names: Option<&HashSet<String>>, diags: &mut Vec<Diagnostic>) {
     let name = match &item.kind {
         Kind::Str(s) | Kind::Expr(s) => s,
         other => {
@@ -157,7 +162,7 @@ fn node_ref(item: &Node, names: Option<&[String]>, diags: &mut Vec<Diagnostic>) 
         }
     };
     if let Some(names) = names {
-        if !names.iter().any(|n| n == name) {
+        if !names.contains(&name.to_ascii_lowercase()) {
             error(
                 diags,
                 item.pos,

@@ -325,16 +325,30 @@ impl<'a> Parser<'a> {
 
     /// Unquoted text for a string attribute: it runs to `;`, `,`, `}`, the end of the
     /// line, a comment after a space, or (inside brackets) `]`, and is trimmed.
+    /// Quotes inside it are kept, and what they enclose does not end it, so that
+    /// `Arguments = --title "a, b; c"` reads as a shell user means it.
     fn bare_word(&mut self) -> Result<Node> {
         let pos = self.cur.pos();
         let mut end = pos.offset;
         let mut after_space = true;
+        // Quote characters found to have no closing one on this line; a later one
+        // of the same kind has none either, and looking again would be quadratic.
+        let mut unclosed: Vec<char> = Vec::new();
         while let Some(c) = self.cur.peek() {
             let stops = matches!(c, ';' | ',' | '}' | '\n')
                 || (c == ']' && self.brackets > 0)
                 || (after_space && self.cur.at_comment());
             if stops {
                 break;
+            }
+            if matches!(c, '"' | '\'') && !unclosed.contains(&c) {
+                if let Some(after) = closing_quote(self.cur) {
+                    self.cur = after;
+                    end = self.cur.pos().offset;
+                    after_space = false;
+                    continue;
+                }
+                unclosed.push(c);
             }
             self.cur.bump();
             after_space = is_space(c);
@@ -444,6 +458,25 @@ impl<'a> Parser<'a> {
             _ => literal(text, start)?,
         };
         Ok(Node { pos: start, kind })
+    }
+}
+
+/// The cursor just after the quote that closes the one `cur` is on, if it is
+/// closed on the same line; a backslash escapes the next character in `"..."`.
+fn closing_quote(mut cur: Cursor<'_>) -> Option<Cursor<'_>> {
+    let quote = cur.bump()?;
+    loop {
+        match cur.bump()? {
+            '\n' => return None,
+            '\\' if quote == '"' => {
+                if cur.peek() == Some('\n') {
+                    return None;
+                }
+                cur.bump();
+            }
+            c if c == quote => return Some(cur),
+            _ => {}
+        }
     }
 }
 

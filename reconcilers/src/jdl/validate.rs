@@ -9,7 +9,7 @@ use super::dag;
 use super::lexer::{diagnostic, Pos};
 use super::parser::{Kind, Node, Record, Stmt};
 use super::{is_safe_sandbox_name, Diagnostic, JobDescription, JobType, Severity, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Where a record sits: the job itself, or a DAG/collection node (which may name a
 /// `File` or hold a `Description` instead of an Executable).
@@ -454,6 +454,7 @@ pub(crate) fn count<T: TryFrom<u64>>(
 
 fn environment(stmt: &Stmt, diags: &mut Vec<Diagnostic>) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
+    let mut keys: HashSet<String> = HashSet::new();
     for (entry, pos) in strings(stmt, ENVIRONMENT, diags) {
         let Some((key, value)) = entry.split_once('=') else {
             error(
@@ -476,7 +477,7 @@ fn environment(stmt: &Stmt, diags: &mut Vec<Diagnostic>) -> Vec<(String, String)
             );
             continue;
         }
-        if out.iter().any(|(k, _)| k == key) {
+        if !keys.insert(key.to_string()) {
             warning(
                 diags,
                 pos,

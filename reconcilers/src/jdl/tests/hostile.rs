@@ -103,3 +103,20 @@ fn many_statements_on_one_line_are_cheap_to_check() {
     }
     assert_eq!(warnings(&src).len(), 40_000);
 }
+
+#[test]
+fn a_long_line_of_unclosed_quotes_is_cheap_to_read() {
+    let src = format!("Executable = a\nJobName = x{}\n", "\"\\".repeat(400_000));
+    assert!(errors(&src).is_empty());
+}
+
+#[test]
+fn many_environment_entries_and_dependencies_are_cheap_to_check() {
+    let entries: Vec<String> = (0..50_000).map(|i| format!("V{i}=1")).collect();
+    let src = format!("Executable = a; Environment = {{{}}};", entries.join(","));
+    assert!(check(&src).is_empty());
+    let nodes: Vec<String> = (0..10_000).map(|i| format!("[NodeName=n{i};File=f]")).collect();
+    let deps: Vec<String> = (1..10_000).map(|i| format!("{{n{},n{i}}}", i - 1)).collect();
+    let src = format!("Type=DAG;Nodes={{{}}};Dependencies={{{}}};", nodes.join(","), deps.join(","));
+    assert!(check(&src).is_empty());
+}

@@ -364,3 +364,10 @@ fn after_a_syntax_error_nothing_else_is_reported() {
     assert_eq!(errors.len(), 1, "{diagnostics:#?}");
     assert_eq!((errors[0].line, errors[0].col), (2, 12));
 }
+
+#[test]
+fn quotes_inside_a_bare_word_protect_what_they_enclose() {
+    let job = job("Executable = a\nArguments = --title \"a, b; c\" --x 'd}e'\nJobName = it's; StdOutput = o\n");
+    assert_eq!(job.arguments.as_deref(), Some("--title \"a, b; c\" --x 'd}e'"));
+    assert_eq!(job.job_name.as_deref(), Some("it's"));
+}
