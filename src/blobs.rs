@@ -17,7 +17,9 @@
 
 use bytes::Bytes;
 use futures::{stream::BoxStream, StreamExt, TryStreamExt};
-use object_store::{buffered::BufWriter, local::LocalFileSystem, path::Path as BlobPath, ObjectStore, PutPayload};
+use object_store::{
+    buffered::BufWriter, local::LocalFileSystem, path::Path as BlobPath, ObjectStore, PutPayload,
+};
 use reconcilers::model::JobId;
 use std::{path::Path, sync::Arc};
 use tokio::io::{AsyncRead, AsyncWriteExt};
@@ -63,7 +65,10 @@ pub mod layout {
         BlobPath::from(format!("jobs/{job}/attempts/{attempt}/output.tar.gz"))
     }
     pub fn log(job: &JobId, attempt: u32, stream: LogStream) -> BlobPath {
-        BlobPath::from(format!("jobs/{job}/attempts/{attempt}/{}", stream.file_name()))
+        BlobPath::from(format!(
+            "jobs/{job}/attempts/{attempt}/{}",
+            stream.file_name()
+        ))
     }
     pub fn job_prefix(job: &JobId) -> BlobPath {
         BlobPath::from(format!("jobs/{job}"))
@@ -118,21 +123,35 @@ impl Blobs {
             .put(key, PutPayload::from(data))
             .await
             .map(|_| ())
-            .map_err(|source| BlobError::Store { context: format!("writing {key}"), source })
+            .map_err(|source| BlobError::Store {
+                context: format!("writing {key}"),
+                source,
+            })
     }
 
     /// Streams `reader` into the blob (multipart for large objects), refusing to
     /// store more than `limit` bytes. Returns the size written.
-    pub async fn put_reader(&self, key: &BlobPath, mut reader: impl AsyncRead + Unpin, limit: u64) -> Result<u64, BlobError> {
+    pub async fn put_reader(
+        &self,
+        key: &BlobPath,
+        mut reader: impl AsyncRead + Unpin,
+        limit: u64,
+    ) -> Result<u64, BlobError> {
         let mut writer = BufWriter::new(self.store.clone(), key.clone());
-        let io_err = |source| BlobError::Io { context: format!("writing {key}"), source };
+        let io_err = |source| BlobError::Io {
+            context: format!("writing {key}"),
+            source,
+        };
         let mut limited = tokio::io::AsyncReadExt::take(&mut reader, limit.saturating_add(1));
         let copied = tokio::io::copy(&mut limited, &mut writer).await;
         let n = match copied {
             Ok(n) if n <= limit => n,
             Ok(_) => {
                 let _ = writer.abort().await;
-                return Err(BlobError::TooLarge { key: key.to_string(), limit });
+                return Err(BlobError::TooLarge {
+                    key: key.to_string(),
+                    limit,
+                });
             }
             Err(e) => {
                 let _ = writer.abort().await;
@@ -143,19 +162,32 @@ impl Blobs {
         Ok(n)
     }
 
-    pub async fn put_file(&self, key: &BlobPath, path: &Path, limit: u64) -> Result<u64, BlobError> {
-        let file = tokio::fs::File::open(path).await.map_err(|source| BlobError::Io {
-            context: format!("opening {}", path.display()),
-            source,
-        })?;
+    pub async fn put_file(
+        &self,
+        key: &BlobPath,
+        path: &Path,
+        limit: u64,
+    ) -> Result<u64, BlobError> {
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|source| BlobError::Io {
+                context: format!("opening {}", path.display()),
+                source,
+            })?;
         self.put_reader(key, file, limit).await
     }
 
-    pub async fn get_stream(&self, key: &BlobPath) -> Result<BoxStream<'static, std::io::Result<Bytes>>, BlobError> {
+    pub async fn get_stream(
+        &self,
+        key: &BlobPath,
+    ) -> Result<BoxStream<'static, std::io::Result<Bytes>>, BlobError> {
         match self.store.get(key).await {
             Ok(r) => Ok(r.into_stream().map_err(std::io::Error::other).boxed()),
             Err(object_store::Error::NotFound { .. }) => Err(BlobError::NotFound(key.to_string())),
-            Err(source) => Err(BlobError::Store { context: format!("reading {key}"), source }),
+            Err(source) => Err(BlobError::Store {
+                context: format!("reading {key}"),
+                source,
+            }),
         }
     }
 
@@ -166,7 +198,10 @@ impl Blobs {
         };
         result.map_err(|source| match source {
             object_store::Error::NotFound { .. } => BlobError::NotFound(key.to_string()),
-            source => BlobError::Store { context: format!("reading {key}"), source },
+            source => BlobError::Store {
+                context: format!("reading {key}"),
+                source,
+            },
         })
     }
 
@@ -174,7 +209,10 @@ impl Blobs {
         match self.store.head(key).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(source) => Err(BlobError::Store { context: format!("looking up {key}"), source }),
+            Err(source) => Err(BlobError::Store {
+                context: format!("looking up {key}"),
+                source,
+            }),
         }
     }
 
@@ -187,11 +225,19 @@ impl Blobs {
             .map_ok(|m| m.location)
             .try_collect()
             .await
-            .map_err(|source| BlobError::Store { context: format!("listing {prefix}"), source })?;
+            .map_err(|source| BlobError::Store {
+                context: format!("listing {prefix}"),
+                source,
+            })?;
         for key in keys {
             match self.store.delete(&key).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(source) => return Err(BlobError::Store { context: format!("deleting {key}"), source }),
+                Err(source) => {
+                    return Err(BlobError::Store {
+                        context: format!("deleting {key}"),
+                        source,
+                    })
+                }
             }
         }
         Ok(())

@@ -44,7 +44,11 @@ pub struct Client {
 impl Client {
     pub fn new(base: &str) -> Client {
         let base = base.trim_end_matches('/');
-        let base = if base.contains("://") { base.to_string() } else { format!("http://{base}") };
+        let base = if base.contains("://") {
+            base.to_string()
+        } else {
+            format!("http://{base}")
+        };
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .build()
@@ -66,7 +70,10 @@ impl Client {
         if e.is_connect() {
             ClientError::Unreachable { url, detail }
         } else {
-            ClientError::Other { url, detail: format!("{e}: {detail}") }
+            ClientError::Other {
+                url,
+                detail: format!("{e}: {detail}"),
+            }
         }
     }
 
@@ -84,7 +91,10 @@ impl Client {
         Err(ClientError::Api { status, message })
     }
 
-    async fn json<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T, ClientError> {
+    async fn json<T: DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T, ClientError> {
         let resp = self.send(req).await?;
         resp.json().await.map_err(|e| self.transport_error(e))
     }
@@ -95,20 +105,33 @@ impl Client {
     }
 
     pub async fn upload_input(&self, id: &JobId, body: impl Into<Body>) -> Result<(), ClientError> {
-        self.send(self.http.put(self.url(&format!("/v1/jobs/{id}/input"))).body(body)).await.map(|_| ())
+        self.send(
+            self.http
+                .put(self.url(&format!("/v1/jobs/{id}/input")))
+                .body(body),
+        )
+        .await
+        .map(|_| ())
     }
 
     pub async fn submit(&self, id: &JobId, jdl: String) -> Result<Job, ClientError> {
-        let req = self.http.post(self.url(&format!("/v1/jobs/{id}/submit"))).json(&SubmitRequest { jdl });
+        let req = self
+            .http
+            .post(self.url(&format!("/v1/jobs/{id}/submit")))
+            .json(&SubmitRequest { jdl });
         self.json(req).await
     }
 
     pub async fn job(&self, id: &JobId) -> Result<Job, ClientError> {
-        self.json(self.http.get(self.url(&format!("/v1/jobs/{id}")))).await
+        self.json(self.http.get(self.url(&format!("/v1/jobs/{id}"))))
+            .await
     }
 
     pub async fn jobs(&self, states: &str, limit: usize) -> Result<Vec<Job>, ClientError> {
-        let req = self.http.get(self.url("/v1/jobs")).query(&[("state", states), ("limit", &limit.to_string())]);
+        let req = self
+            .http
+            .get(self.url("/v1/jobs"))
+            .query(&[("state", states), ("limit", &limit.to_string())]);
         self.json(req).await
     }
 
@@ -123,15 +146,25 @@ impl Client {
     }
 
     pub async fn cancel(&self, id: &JobId) -> Result<Job, ClientError> {
-        self.json(self.http.post(self.url(&format!("/v1/jobs/{id}/cancel")))).await
+        self.json(self.http.post(self.url(&format!("/v1/jobs/{id}/cancel"))))
+            .await
     }
 
     pub async fn output(&self, id: &JobId) -> Result<reqwest::Response, ClientError> {
-        self.send(self.http.get(self.url(&format!("/v1/jobs/{id}/output")))).await
+        self.send(self.http.get(self.url(&format!("/v1/jobs/{id}/output"))))
+            .await
     }
 
-    pub async fn logs(&self, id: &JobId, stream: &str, attempt: Option<u32>) -> Result<String, ClientError> {
-        let mut req = self.http.get(self.url(&format!("/v1/jobs/{id}/logs"))).query(&[("stream", stream)]);
+    pub async fn logs(
+        &self,
+        id: &JobId,
+        stream: &str,
+        attempt: Option<u32>,
+    ) -> Result<String, ClientError> {
+        let mut req = self
+            .http
+            .get(self.url(&format!("/v1/jobs/{id}/logs")))
+            .query(&[("stream", stream)]);
         if let Some(n) = attempt {
             req = req.query(&[("attempt", n)]);
         }
@@ -141,9 +174,17 @@ impl Client {
 
     // ---- worker side ----
 
-    pub async fn register(&self, instance: &InstanceId, slots: u32) -> Result<Registered, ClientError> {
-        let body = RegisterRequest { instance: instance.clone(), slots };
-        self.json(self.http.post(self.url("/v1/workers/register")).json(&body)).await
+    pub async fn register(
+        &self,
+        instance: &InstanceId,
+        slots: u32,
+    ) -> Result<Registered, ClientError> {
+        let body = RegisterRequest {
+            instance: instance.clone(),
+            slots,
+        };
+        self.json(self.http.post(self.url("/v1/workers/register")).json(&body))
+            .await
     }
 
     /// Sends a message; the reply's JSON is returned as is.
@@ -156,7 +197,11 @@ impl Client {
         self.json(req).await
     }
 
-    pub async fn assignments(&self, worker: &WorkerId, wait: Duration) -> Result<Vec<Assignment>, ClientError> {
+    pub async fn assignments(
+        &self,
+        worker: &WorkerId,
+        wait: Duration,
+    ) -> Result<Vec<Assignment>, ClientError> {
         let req = self
             .http
             .get(self.url(&format!("/v1/workers/{worker}/assignments")))
@@ -166,7 +211,8 @@ impl Client {
     }
 
     pub async fn download_input(&self, id: &JobId) -> Result<reqwest::Response, ClientError> {
-        self.send(self.http.get(self.url(&format!("/v1/jobs/{id}/input")))).await
+        self.send(self.http.get(self.url(&format!("/v1/jobs/{id}/input"))))
+            .await
     }
 
     /// Uploads an attempt's output archive (`blob = "output"`) or a log.

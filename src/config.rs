@@ -15,7 +15,8 @@ pub const DEFAULT_CONFIG_FILE: &str = "drover.toml";
 
 /// Durations are written like `3s`, `500ms` or `2m`, in files and flags alike.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim()).map_err(|e| format!("`{s}` is not a duration like 3s or 500ms: {e}"))
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("`{s}` is not a duration like 3s or 500ms: {e}"))
 }
 
 mod duration_serde {
@@ -24,7 +25,8 @@ mod duration_serde {
 
     pub fn option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         let s: Option<String> = Option::deserialize(d)?;
-        s.map(|s| super::parse_duration(&s).map_err(serde::de::Error::custom)).transpose()
+        s.map(|s| super::parse_duration(&s).map_err(serde::de::Error::custom))
+            .transpose()
     }
 }
 
@@ -67,8 +69,12 @@ impl ConfigFile {
     /// Reads `path`; with `required = false` a missing file means the defaults.
     pub fn load(path: &Path, required: bool) -> anyhow::Result<ConfigFile> {
         match std::fs::read_to_string(path) {
-            Ok(text) => toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(ConfigFile::default()),
+            Ok(text) => {
+                toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+                Ok(ConfigFile::default())
+            }
             Err(e) => Err(anyhow::anyhow!("reading {}: {e}", path.display())),
         }
     }
@@ -96,7 +102,9 @@ impl Default for ControllerConfig {
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
         ControllerConfig {
-            listen: DEFAULT_LISTEN.parse().expect("the default address is valid"),
+            listen: DEFAULT_LISTEN
+                .parse()
+                .expect("the default address is valid"),
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             heartbeat_timeout: Duration::from_secs(15),
             ping_interval: Duration::from_secs(5),
@@ -182,7 +190,10 @@ impl ControllerConfig {
         if problems.is_empty() {
             Ok(())
         } else {
-            Err(anyhow::anyhow!("invalid configuration:\n  {}", problems.join("\n  ")))
+            Err(anyhow::anyhow!(
+                "invalid configuration:\n  {}",
+                problems.join("\n  ")
+            ))
         }
     }
 
@@ -205,7 +216,9 @@ mod tests {
     fn durations_read_like_people_write_them() {
         assert_eq!(parse_duration("3s"), Ok(Duration::from_secs(3)));
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert!(parse_duration("soon").unwrap_err().contains("`soon` is not a duration"));
+        assert!(parse_duration("soon")
+            .unwrap_err()
+            .contains("`soon` is not a duration"));
     }
 
     #[test]
@@ -215,7 +228,10 @@ mod tests {
         )
         .expect("valid toml");
         let err = ControllerConfig::from_file(file).unwrap_err().to_string();
-        assert!(err.contains("max_workers (2) is below fleet.min_workers (4)"), "{err}");
+        assert!(
+            err.contains("max_workers (2) is below fleet.min_workers (4)"),
+            "{err}"
+        );
         assert!(err.contains("slots_per_worker must be at least 1"), "{err}");
         assert!(err.contains("ping_interval (5s) must be shorter"), "{err}");
     }

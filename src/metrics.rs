@@ -1,7 +1,8 @@
 //! The controller's Prometheus metrics, in one registry, exported on `/metrics`.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 use std::{sync::LazyLock, time::Duration};
 
@@ -31,22 +32,39 @@ fn build() -> prometheus::Result<Metrics> {
         workers: IntGaugeVec::new(Opts::new("drover_workers", "Workers by state"), &["state"])?,
         heartbeats: IntCounter::new("drover_heartbeats_received_total", "Worker pings received")?,
         lost_workers: IntCounter::new("drover_workers_lost_total", "Workers declared lost")?,
-        instances_launched: IntCounter::new("drover_instances_launched_total", "Instances launched")?,
+        instances_launched: IntCounter::new(
+            "drover_instances_launched_total",
+            "Instances launched",
+        )?,
         instances_terminated: IntCounterVec::new(
-            Opts::new("drover_instances_terminated_total", "Instances terminated, by reason"),
+            Opts::new(
+                "drover_instances_terminated_total",
+                "Instances terminated, by reason",
+            ),
             &["reason"],
         )?,
         reconcile_runs: IntCounterVec::new(
-            Opts::new("drover_reconcile_runs_total", "Reconcile ticks by reconciler and result"),
+            Opts::new(
+                "drover_reconcile_runs_total",
+                "Reconcile ticks by reconciler and result",
+            ),
             &["reconciler", "result"],
         )?,
         reconcile_seconds: HistogramVec::new(
-            HistogramOpts::new("drover_reconcile_duration_seconds", "Reconcile tick duration")
-                .buckets(vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+            HistogramOpts::new(
+                "drover_reconcile_duration_seconds",
+                "Reconcile tick duration",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
             &["reconciler"],
         )?,
         messages: IntCounterVec::new(
-            Opts::new("drover_messages_received_total", "Messages received, by kind"),
+            Opts::new(
+                "drover_messages_received_total",
+                "Messages received, by kind",
+            ),
             &["kind"],
         )?,
         stale_reports: IntCounter::new(
@@ -60,8 +78,10 @@ fn build() -> prometheus::Result<Metrics> {
     m.registry.register(Box::new(m.workers.clone()))?;
     m.registry.register(Box::new(m.heartbeats.clone()))?;
     m.registry.register(Box::new(m.lost_workers.clone()))?;
-    m.registry.register(Box::new(m.instances_launched.clone()))?;
-    m.registry.register(Box::new(m.instances_terminated.clone()))?;
+    m.registry
+        .register(Box::new(m.instances_launched.clone()))?;
+    m.registry
+        .register(Box::new(m.instances_terminated.clone()))?;
     m.registry.register(Box::new(m.reconcile_runs.clone()))?;
     m.registry.register(Box::new(m.reconcile_seconds.clone()))?;
     m.registry.register(Box::new(m.messages.clone()))?;
@@ -71,11 +91,18 @@ fn build() -> prometheus::Result<Metrics> {
 
 /// Built once; the names and labels are constants, so building cannot fail at run time
 /// unless the code itself is wrong (a test below builds it).
-pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| build().expect("metric definitions are valid"));
+pub static METRICS: LazyLock<Metrics> =
+    LazyLock::new(|| build().expect("metric definitions are valid"));
 
 pub fn reconcile_done(reconciler: &str, result: &str, took: Duration) {
-    METRICS.reconcile_runs.with_label_values(&[reconciler, result]).inc();
-    METRICS.reconcile_seconds.with_label_values(&[reconciler]).observe(took.as_secs_f64());
+    METRICS
+        .reconcile_runs
+        .with_label_values(&[reconciler, result])
+        .inc();
+    METRICS
+        .reconcile_seconds
+        .with_label_values(&[reconciler])
+        .observe(took.as_secs_f64());
 }
 
 /// The Prometheus text format.
@@ -91,6 +118,7 @@ mod tests {
     fn metric_definitions_are_valid_and_render() {
         super::build().expect("valid metrics");
         super::reconcile_done("jobs", "ok", std::time::Duration::from_millis(3));
-        assert!(super::render().contains("drover_reconcile_runs_total{reconciler=\"jobs\",result=\"ok\"} "));
+        assert!(super::render()
+            .contains("drover_reconcile_runs_total{reconciler=\"jobs\",result=\"ok\"} "));
     }
 }

@@ -3,8 +3,8 @@
 //! forget once the provider no longer shows them.
 
 use crate::model::{
-    FleetSettings, Instance, InstanceId, InstanceState, Job, JobState, ObservedInstance, TerminateReason, Timestamp,
-    Worker, WorkerId, WorkerState,
+    FleetSettings, Instance, InstanceId, InstanceState, Job, JobState, ObservedInstance,
+    TerminateReason, Timestamp, Worker, WorkerId, WorkerState,
 };
 use std::collections::{HashMap, HashSet};
 
@@ -51,7 +51,10 @@ pub struct FleetSnapshot<'a> {
 pub enum FleetAction {
     /// Launch this many new instances.
     Launch { count: u32 },
-    Terminate { instance: InstanceId, reason: TerminateReason },
+    Terminate {
+        instance: InstanceId,
+        reason: TerminateReason,
+    },
     /// The store's record of an instance the provider no longer shows.
     Forget { instance: InstanceId },
     /// A worker whose instance is gone: its jobs must be requeued now, not after
@@ -63,18 +66,28 @@ pub enum FleetAction {
 pub fn desired_workers(settings: &FleetSettings, jobs: &[Job]) -> u32 {
     let demand = jobs
         .iter()
-        .filter(|j| matches!(j.state, JobState::Queued | JobState::Assigned | JobState::Running))
+        .filter(|j| {
+            matches!(
+                j.state,
+                JobState::Queued | JobState::Assigned | JobState::Running
+            )
+        })
         .count() as u64;
     let slots = u64::from(settings.slots_per_worker.max(1));
     let needed = demand.div_ceil(slots).min(u64::from(u32::MAX)) as u32;
-    needed.clamp(settings.min_workers, settings.max_workers.max(settings.min_workers))
+    needed.clamp(
+        settings.min_workers,
+        settings.max_workers.max(settings.min_workers),
+    )
 }
 
 pub fn reconcile(s: &FleetSnapshot) -> Vec<FleetAction> {
     let mut actions = Vec::new();
-    let observed: HashMap<&InstanceId, &ObservedInstance> = s.observed.iter().map(|o| (&o.id, o)).collect();
+    let observed: HashMap<&InstanceId, &ObservedInstance> =
+        s.observed.iter().map(|o| (&o.id, o)).collect();
     let known: HashSet<&InstanceId> = s.instances.iter().map(|i| &i.id).collect();
-    let worker_of: HashMap<&InstanceId, &Worker> = s.workers.iter().map(|w| (&w.instance, w)).collect();
+    let worker_of: HashMap<&InstanceId, &Worker> =
+        s.workers.iter().map(|w| (&w.instance, w)).collect();
     let busy: HashSet<&WorkerId> = s.jobs.iter().filter_map(|j| j.worker()).collect();
 
     // Instances that will still be serving after this tick.
@@ -85,9 +98,13 @@ pub fn reconcile(s: &FleetSnapshot) -> Vec<FleetAction> {
         if !observed.contains_key(&inst.id) {
             // Gone at the provider (or not visible yet, within the grace).
             if inst.state == InstanceState::Terminating || age >= s.timeouts.launch_grace_ms {
-                actions.push(FleetAction::Forget { instance: inst.id.clone() });
+                actions.push(FleetAction::Forget {
+                    instance: inst.id.clone(),
+                });
                 if let Some(w) = worker.filter(|w| w.state == WorkerState::Active) {
-                    actions.push(FleetAction::MarkWorkerLost { worker: w.id.clone() });
+                    actions.push(FleetAction::MarkWorkerLost {
+                        worker: w.id.clone(),
+                    });
                 }
             } else {
                 serving.push(inst);
@@ -96,14 +113,22 @@ pub fn reconcile(s: &FleetSnapshot) -> Vec<FleetAction> {
         }
         if inst.state == InstanceState::Terminating {
             // Termination is idempotent: ask again until the provider confirms.
-            actions.push(FleetAction::Terminate { instance: inst.id.clone(), reason: TerminateReason::Shutdown });
+            actions.push(FleetAction::Terminate {
+                instance: inst.id.clone(),
+                reason: TerminateReason::Shutdown,
+            });
             continue;
         }
         match worker {
             Some(w) if !crate::jobs::worker_alive(w, s.now, s.timeouts.heartbeat_ms) => {
-                actions.push(FleetAction::Terminate { instance: inst.id.clone(), reason: TerminateReason::Lost });
+                actions.push(FleetAction::Terminate {
+                    instance: inst.id.clone(),
+                    reason: TerminateReason::Lost,
+                });
                 if w.state == WorkerState::Active {
-                    actions.push(FleetAction::MarkWorkerLost { worker: w.id.clone() });
+                    actions.push(FleetAction::MarkWorkerLost {
+                        worker: w.id.clone(),
+                    });
                 }
             }
             None if age >= s.timeouts.registration_ms => {
@@ -117,12 +142,19 @@ pub fn reconcile(s: &FleetSnapshot) -> Vec<FleetAction> {
     }
 
     // Instances nobody launched (or whose record was lost): garbage.
-    actions.extend(crate::gc::leaked_instances(s.observed, &known, s.now, s.timeouts.leak_grace_ms));
+    actions.extend(crate::gc::leaked_instances(
+        s.observed,
+        &known,
+        s.now,
+        s.timeouts.leak_grace_ms,
+    ));
 
     let desired = desired_workers(s.settings, s.jobs);
     let current = serving.len() as u32;
     if desired > current {
-        actions.push(FleetAction::Launch { count: desired - current });
+        actions.push(FleetAction::Launch {
+            count: desired - current,
+        });
     } else if current > desired {
         // Scale down: only workers idle for the idle timeout, longest idle first.
         let mut idle: Vec<(Timestamp, &InstanceId)> = serving
@@ -138,7 +170,10 @@ pub fn reconcile(s: &FleetSnapshot) -> Vec<FleetAction> {
             .collect();
         idle.sort();
         for (_, id) in idle.into_iter().take((current - desired) as usize) {
-            actions.push(FleetAction::Terminate { instance: id.clone(), reason: TerminateReason::Idle });
+            actions.push(FleetAction::Terminate {
+                instance: id.clone(),
+                reason: TerminateReason::Idle,
+            });
         }
     }
     actions

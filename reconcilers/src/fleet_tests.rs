@@ -2,7 +2,12 @@ use super::*;
 use crate::model::{JobId, LaunchKey};
 
 fn settings(min: u32, max: u32, slots: u32) -> FleetSettings {
-    FleetSettings { min_workers: min, max_workers: max, slots_per_worker: slots, idle_timeout_ms: 60_000 }
+    FleetSettings {
+        min_workers: min,
+        max_workers: max,
+        slots_per_worker: slots,
+        idle_timeout_ms: 60_000,
+    }
 }
 
 fn instance(id: &str, launched_at: u64) -> Instance {
@@ -16,7 +21,11 @@ fn instance(id: &str, launched_at: u64) -> Instance {
 }
 
 fn seen(id: &str, launched_at: u64) -> ObservedInstance {
-    ObservedInstance { id: InstanceId::new(id), launch_key: None, launched_at: Timestamp(launched_at) }
+    ObservedInstance {
+        id: InstanceId::new(id),
+        launch_key: None,
+        launched_at: Timestamp(launched_at),
+    }
 }
 
 fn worker(id: &str, last_ping: u64, idle_since: Option<u64>) -> Worker {
@@ -49,7 +58,15 @@ fn snapshot<'a>(
     workers: &'a [Worker],
     jobs: &'a [Job],
 ) -> FleetSnapshot<'a> {
-    FleetSnapshot { now: Timestamp(now), settings: s, timeouts: FleetTimeouts::default(), instances, observed, workers, jobs }
+    FleetSnapshot {
+        now: Timestamp(now),
+        settings: s,
+        timeouts: FleetTimeouts::default(),
+        instances,
+        observed,
+        workers,
+        jobs,
+    }
 }
 
 #[test]
@@ -77,8 +94,13 @@ fn an_instance_whose_worker_stopped_pinging_is_terminated_as_lost() {
     let obs = [seen("w1", 0)];
     let workers = [worker("w1", 0, None)];
     let actions = reconcile(&snapshot(20_000, &s, &inst, &obs, &workers, &[]));
-    assert!(actions.contains(&FleetAction::Terminate { instance: InstanceId::new("w1"), reason: TerminateReason::Lost }));
-    assert!(actions.contains(&FleetAction::MarkWorkerLost { worker: WorkerId::new("w1") }));
+    assert!(actions.contains(&FleetAction::Terminate {
+        instance: InstanceId::new("w1"),
+        reason: TerminateReason::Lost
+    }));
+    assert!(actions.contains(&FleetAction::MarkWorkerLost {
+        worker: WorkerId::new("w1")
+    }));
 }
 
 #[test]
@@ -87,8 +109,12 @@ fn a_vanished_instance_is_forgotten_and_its_worker_lost_at_once() {
     let inst = [instance("w1", 0)];
     let workers = [worker("w1", 40_000, None)];
     let actions = reconcile(&snapshot(40_000, &s, &inst, &[], &workers, &[]));
-    assert!(actions.contains(&FleetAction::Forget { instance: InstanceId::new("w1") }));
-    assert!(actions.contains(&FleetAction::MarkWorkerLost { worker: WorkerId::new("w1") }));
+    assert!(actions.contains(&FleetAction::Forget {
+        instance: InstanceId::new("w1")
+    }));
+    assert!(actions.contains(&FleetAction::MarkWorkerLost {
+        worker: WorkerId::new("w1")
+    }));
 }
 
 #[test]
@@ -114,8 +140,14 @@ fn idle_workers_above_the_minimum_are_terminated_longest_idle_first() {
     assert_eq!(
         actions,
         vec![
-            FleetAction::Terminate { instance: InstanceId::new("w2"), reason: TerminateReason::Idle },
-            FleetAction::Terminate { instance: InstanceId::new("w1"), reason: TerminateReason::Idle },
+            FleetAction::Terminate {
+                instance: InstanceId::new("w2"),
+                reason: TerminateReason::Idle
+            },
+            FleetAction::Terminate {
+                instance: InstanceId::new("w1"),
+                reason: TerminateReason::Idle
+            },
         ]
     );
 }
@@ -129,7 +161,14 @@ fn a_busy_worker_is_never_scaled_down() {
     let mut job = Job::new(JobId::new("j1"), Timestamp(0));
     job = crate::jobs::assign(&job, &WorkerId::new("w1"), Timestamp(0));
     job.state = JobState::Running;
-    let actions = reconcile(&snapshot(100_000, &s, &inst, &obs, &workers, std::slice::from_ref(&job)));
+    let actions = reconcile(&snapshot(
+        100_000,
+        &s,
+        &inst,
+        &obs,
+        &workers,
+        std::slice::from_ref(&job),
+    ));
     assert!(actions.is_empty(), "{actions:?}");
 }
 
@@ -139,8 +178,10 @@ fn an_instance_that_never_registers_is_terminated() {
     let inst = [instance("w1", 0)];
     let obs = [seen("w1", 0)];
     let actions = reconcile(&snapshot(200_000, &s, &inst, &obs, &[], &[]));
-    assert!(actions
-        .contains(&FleetAction::Terminate { instance: InstanceId::new("w1"), reason: TerminateReason::NeverRegistered }));
+    assert!(actions.contains(&FleetAction::Terminate {
+        instance: InstanceId::new("w1"),
+        reason: TerminateReason::NeverRegistered
+    }));
     // It no longer counts: a replacement is launched in the same tick.
     assert!(actions.contains(&FleetAction::Launch { count: 1 }));
 }
@@ -150,5 +191,11 @@ fn an_unknown_instance_is_terminated_as_leaked_after_the_grace() {
     let s = settings(0, 0, 1);
     let obs = [seen("stray", 0)];
     let actions = reconcile(&snapshot(60_000, &s, &[], &obs, &[], &[]));
-    assert_eq!(actions, vec![FleetAction::Terminate { instance: InstanceId::new("stray"), reason: TerminateReason::Leaked }]);
+    assert_eq!(
+        actions,
+        vec![FleetAction::Terminate {
+            instance: InstanceId::new("stray"),
+            reason: TerminateReason::Leaked
+        }]
+    );
 }

@@ -37,7 +37,11 @@ mod tests {
 
     #[test]
     fn unknown_instances_are_terminated_only_after_the_grace_period() {
-        let observed = vec![seen("i-old", 0), seen("i-young", 25_000), seen("i-known", 0)];
+        let observed = vec![
+            seen("i-old", 0),
+            seen("i-young", 25_000),
+            seen("i-known", 0),
+        ];
         let known_id = InstanceId::new("i-known");
         let known: HashSet<&InstanceId> = [&known_id].into_iter().collect();
         let actions = leaked_instances(&observed, &known, Timestamp(30_000), 30_000);

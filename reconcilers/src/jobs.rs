@@ -4,7 +4,9 @@
 //! to write; the runtime writes it only if the stored version is still the one read,
 //! so a decision taken on stale data is refused by the store, never applied.
 
-use crate::model::{Attempt, AttemptOutcome, Job, JobId, JobState, Timestamp, Worker, WorkerId, WorkerState};
+use crate::model::{
+    Attempt, AttemptOutcome, Job, JobId, JobState, Timestamp, Worker, WorkerId, WorkerState,
+};
 use std::collections::HashMap;
 
 /// Why a report or request about a job was not applied.
@@ -106,7 +108,12 @@ fn check_current(job: &Job, worker: &WorkerId, attempt: u32) -> Result<(), Refus
 }
 
 /// Assigned -> Running.
-pub fn start(job: &Job, worker: &WorkerId, attempt: u32, now: Timestamp) -> Result<Change, Refusal> {
+pub fn start(
+    job: &Job,
+    worker: &WorkerId,
+    attempt: u32,
+    now: Timestamp,
+) -> Result<Change, Refusal> {
     check_current(job, worker, attempt)?;
     if job.state == JobState::Running {
         return Ok(Change::AlreadyDone);
@@ -134,7 +141,8 @@ pub struct Report {
 pub fn finish(job: &Job, report: &Report, now: Timestamp) -> Result<Change, Refusal> {
     if let Some(a) = job.attempts.iter().find(|a| a.number == report.attempt) {
         // The same report twice: the first one already ended this attempt.
-        if a.worker == report.worker && a.outcome == Some(report.outcome) && a.finished_at.is_some() {
+        if a.worker == report.worker && a.outcome == Some(report.outcome) && a.finished_at.is_some()
+        {
             return Ok(Change::AlreadyDone);
         }
     }
@@ -183,7 +191,12 @@ pub fn cancel(job: &Job, now: Timestamp) -> Change {
             a.reason = Some("cancelled by user".into());
         }
     }
-    end(&mut next, JobState::Cancelled, Some("cancelled by user".into()), now);
+    end(
+        &mut next,
+        JobState::Cancelled,
+        Some("cancelled by user".into()),
+        now,
+    );
     Change::Write(Box::new(next))
 }
 
@@ -195,9 +208,16 @@ fn end(job: &mut Job, state: JobState, reason: Option<String>, now: Timestamp) {
 
 /// After a failed attempt: requeue while the matching retry budget lasts.
 fn retry_or_fail(job: &mut Job, reason: Option<String>, now: Timestamp) {
-    let shallow = job.current_attempt().and_then(|a| a.outcome).is_some_and(|o| o.is_shallow());
+    let shallow = job
+        .current_attempt()
+        .and_then(|a| a.outcome)
+        .is_some_and(|o| o.is_shallow());
     let (used, budget, name) = if shallow {
-        (job.shallow_failures(), job.spec.shallow_retry_count, "ShallowRetryCount")
+        (
+            job.shallow_failures(),
+            job.spec.shallow_retry_count,
+            "ShallowRetryCount",
+        )
     } else {
         (job.deep_failures(), job.spec.retry_count, "RetryCount")
     };
@@ -205,7 +225,9 @@ fn retry_or_fail(job: &mut Job, reason: Option<String>, now: Timestamp) {
     if used <= budget {
         job.state = JobState::Queued;
         job.queued_at = Some(now);
-        job.reason = Some(format!("retrying after: {reason} ({used} of {name} = {budget})"));
+        job.reason = Some(format!(
+            "retrying after: {reason} ({used} of {name} = {budget})"
+        ));
     } else {
         let note = if budget == 0 {
             reason
@@ -278,7 +300,13 @@ pub fn reconcile(s: &JobsSnapshot) -> JobsPlan {
     // Free slots, most free first, so that work spreads over the fleet.
     let mut free: Vec<(&WorkerId, u32)> = alive
         .values()
-        .map(|w| (&w.id, w.slots.saturating_sub(used.get(&w.id).copied().unwrap_or(0))))
+        .map(|w| {
+            (
+                &w.id,
+                w.slots
+                    .saturating_sub(used.get(&w.id).copied().unwrap_or(0)),
+            )
+        })
         .filter(|(_, n)| *n > 0)
         .collect();
     if free.is_empty() || queued.is_empty() {
@@ -329,7 +357,9 @@ pub fn job_spec(desc: &crate::jdl::JobDescription) -> crate::model::JobSpec {
     crate::model::JobSpec {
         name: desc.job_name.clone(),
         retry_count: desc.retry_count.unwrap_or(DEFAULT_RETRY_COUNT),
-        shallow_retry_count: desc.shallow_retry_count.unwrap_or(DEFAULT_SHALLOW_RETRY_COUNT),
+        shallow_retry_count: desc
+            .shallow_retry_count
+            .unwrap_or(DEFAULT_SHALLOW_RETRY_COUNT),
         max_wall_time_secs: desc.max_wall_time,
         output_archive: crate::jdl::output_archive_candidate(&desc.output_sandbox)
             .map(|name| name.rsplit('/').next().unwrap_or(name).to_string())

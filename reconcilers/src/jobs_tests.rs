@@ -56,10 +56,18 @@ fn written(c: Result<Change, Refusal>) -> Job {
 fn queued_jobs_go_oldest_first_to_free_slots() {
     let jobs = vec![queued("j3", 30), queued("j1", 10), queued("j2", 20)];
     let workers = vec![worker("w1", 2, 100)];
-    let plan = reconcile(&JobsSnapshot { now: Timestamp(100), jobs: &jobs, workers: &workers, heartbeat_timeout_ms: HB });
+    let plan = reconcile(&JobsSnapshot {
+        now: Timestamp(100),
+        jobs: &jobs,
+        workers: &workers,
+        heartbeat_timeout_ms: HB,
+    });
     let ids: Vec<&str> = plan.assigned.iter().map(|(j, _)| j.as_str()).collect();
     assert_eq!(ids, ["j1", "j2"]);
-    assert!(plan.writes.iter().all(|j| j.state == JobState::Assigned && j.attempts[0].number == 1));
+    assert!(plan
+        .writes
+        .iter()
+        .all(|j| j.state == JobState::Assigned && j.attempts[0].number == 1));
 }
 
 #[test]
@@ -70,8 +78,18 @@ fn work_spreads_over_workers_and_never_exceeds_their_slots() {
     let workers = vec![worker("w1", 2, 100), busy];
     let mut all = jobs.clone();
     all.push(on_worker("running", "w2", JobState::Running));
-    let plan = reconcile(&JobsSnapshot { now: Timestamp(100), jobs: &all, workers: &workers, heartbeat_timeout_ms: HB });
-    let on = |w: &str| plan.assigned.iter().filter(|(_, x)| x.as_str() == w).count();
+    let plan = reconcile(&JobsSnapshot {
+        now: Timestamp(100),
+        jobs: &all,
+        workers: &workers,
+        heartbeat_timeout_ms: HB,
+    });
+    let on = |w: &str| {
+        plan.assigned
+            .iter()
+            .filter(|(_, x)| x.as_str() == w)
+            .count()
+    };
     assert_eq!((on("w1"), on("w2")), (2, 2));
 }
 
@@ -79,7 +97,12 @@ fn work_spreads_over_workers_and_never_exceeds_their_slots() {
 fn lost_worker_jobs_are_requeued_with_next_attempt() {
     let jobs = vec![on_worker("j1", "w1", JobState::Running)];
     let workers = vec![worker("w1", 1, 0)];
-    let plan = reconcile(&JobsSnapshot { now: Timestamp(HB + 1), jobs: &jobs, workers: &workers, heartbeat_timeout_ms: HB });
+    let plan = reconcile(&JobsSnapshot {
+        now: Timestamp(HB + 1),
+        jobs: &jobs,
+        workers: &workers,
+        heartbeat_timeout_ms: HB,
+    });
     assert_eq!(plan.lost_workers, vec![WorkerId::new("w1")]);
     let j = &plan.writes[0];
     assert_eq!(j.state, JobState::Queued);
@@ -92,7 +115,12 @@ fn lost_worker_jobs_are_requeued_with_next_attempt() {
 #[test]
 fn jobs_of_an_unknown_worker_are_requeued() {
     let jobs = vec![on_worker("j1", "gone", JobState::Assigned)];
-    let plan = reconcile(&JobsSnapshot { now: Timestamp(5), jobs: &jobs, workers: &[], heartbeat_timeout_ms: HB });
+    let plan = reconcile(&JobsSnapshot {
+        now: Timestamp(5),
+        jobs: &jobs,
+        workers: &[],
+        heartbeat_timeout_ms: HB,
+    });
     assert_eq!(plan.writes[0].state, JobState::Queued);
 }
 
@@ -108,17 +136,32 @@ fn shallow_retries_run_out_and_the_job_fails_with_the_reason() {
     }
     assert_eq!(j.state, JobState::Failed);
     assert_eq!(j.attempts.len(), 3);
-    assert!(j.reason.as_deref().unwrap_or("").contains("ShallowRetryCount = 2 exhausted"), "{:?}", j.reason);
+    assert!(
+        j.reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("ShallowRetryCount = 2 exhausted"),
+        "{:?}",
+        j.reason
+    );
 }
 
 #[test]
 fn a_failed_run_is_retried_only_within_retry_count() {
     let mut j = on_worker("j1", "w1", JobState::Running);
     j.spec.retry_count = 1;
-    let j = written(finish(&j, &report("w1", 1, AttemptOutcome::Failed, Some(3)), Timestamp(5)));
+    let j = written(finish(
+        &j,
+        &report("w1", 1, AttemptOutcome::Failed, Some(3)),
+        Timestamp(5),
+    ));
     assert_eq!(j.state, JobState::Queued);
     let j = assign(&j, &WorkerId::new("w2"), Timestamp(6));
-    let j = written(finish(&j, &report("w2", 2, AttemptOutcome::Failed, Some(3)), Timestamp(7)));
+    let j = written(finish(
+        &j,
+        &report("w2", 2, AttemptOutcome::Failed, Some(3)),
+        Timestamp(7),
+    ));
     assert_eq!((j.state, j.exit_code), (JobState::Failed, Some(3)));
 }
 
@@ -127,15 +170,36 @@ fn a_report_from_an_older_attempt_is_refused() {
     let j = on_worker("j1", "w1", JobState::Running);
     let j = worker_lost(&j, "lost", Timestamp(5));
     let j = assign(&j, &WorkerId::new("w2"), Timestamp(6));
-    let late = finish(&j, &report("w1", 1, AttemptOutcome::Succeeded, Some(0)), Timestamp(7));
-    assert!(matches!(late, Err(Refusal::StaleAttempt { reported: 1, current: 2, .. })), "{late:?}");
-    assert!(matches!(start(&j, &WorkerId::new("w1"), 1, Timestamp(7)), Err(Refusal::StaleAttempt { .. })));
+    let late = finish(
+        &j,
+        &report("w1", 1, AttemptOutcome::Succeeded, Some(0)),
+        Timestamp(7),
+    );
+    assert!(
+        matches!(
+            late,
+            Err(Refusal::StaleAttempt {
+                reported: 1,
+                current: 2,
+                ..
+            })
+        ),
+        "{late:?}"
+    );
+    assert!(matches!(
+        start(&j, &WorkerId::new("w1"), 1, Timestamp(7)),
+        Err(Refusal::StaleAttempt { .. })
+    ));
 }
 
 #[test]
 fn a_report_for_another_workers_attempt_is_refused() {
     let j = on_worker("j1", "w1", JobState::Running);
-    let r = finish(&j, &report("w2", 1, AttemptOutcome::Succeeded, Some(0)), Timestamp(7));
+    let r = finish(
+        &j,
+        &report("w2", 1, AttemptOutcome::Succeeded, Some(0)),
+        Timestamp(7),
+    );
     assert!(matches!(r, Err(Refusal::WrongWorker { .. })), "{r:?}");
 }
 
@@ -146,29 +210,60 @@ fn the_same_report_twice_is_harmless() {
     let done = written(finish(&j, &r, Timestamp(5)));
     assert_eq!(done.state, JobState::Succeeded);
     assert_eq!(finish(&done, &r, Timestamp(6)), Ok(Change::AlreadyDone));
-    let started = written(start(&on_worker("j2", "w1", JobState::Assigned), &WorkerId::new("w1"), 1, Timestamp(1)));
-    assert_eq!(start(&started, &WorkerId::new("w1"), 1, Timestamp(2)), Ok(Change::AlreadyDone));
+    let started = written(start(
+        &on_worker("j2", "w1", JobState::Assigned),
+        &WorkerId::new("w1"),
+        1,
+        Timestamp(1),
+    ));
+    assert_eq!(
+        start(&started, &WorkerId::new("w1"), 1, Timestamp(2)),
+        Ok(Change::AlreadyDone)
+    );
 }
 
 #[test]
 fn cancelling_ends_the_attempt_and_a_finished_job_stays_finished() {
     let j = on_worker("j1", "w1", JobState::Running);
-    let Change::Write(c) = cancel(&j, Timestamp(5)) else { panic!("expected a write") };
+    let Change::Write(c) = cancel(&j, Timestamp(5)) else {
+        panic!("expected a write")
+    };
     assert_eq!(c.state, JobState::Cancelled);
     assert_eq!(c.attempts[0].outcome, Some(AttemptOutcome::Cancelled));
     assert_eq!(cancel(&c, Timestamp(6)), Change::AlreadyDone);
     // The worker's report after the cancel changes nothing: its own "cancelled"
     // is a duplicate, and a late "succeeded" is refused.
-    assert_eq!(finish(&c, &report("w1", 1, AttemptOutcome::Cancelled, None), Timestamp(7)), Ok(Change::AlreadyDone));
-    assert!(finish(&c, &report("w1", 1, AttemptOutcome::Succeeded, Some(0)), Timestamp(7)).is_err());
+    assert_eq!(
+        finish(
+            &c,
+            &report("w1", 1, AttemptOutcome::Cancelled, None),
+            Timestamp(7)
+        ),
+        Ok(Change::AlreadyDone)
+    );
+    assert!(finish(
+        &c,
+        &report("w1", 1, AttemptOutcome::Succeeded, Some(0)),
+        Timestamp(7)
+    )
+    .is_err());
 }
 
 #[test]
 fn submit_is_refused_once_the_job_is_past_created() {
     let j = queued("j1", 0);
-    let spec = JobSpec { retry_count: 9, ..j.spec.clone() };
-    assert!(matches!(submit(&j, spec, Timestamp(1)), Err(Refusal::WrongState { .. })));
-    assert_eq!(submit(&j, j.spec.clone(), Timestamp(1)), Ok(Change::AlreadyDone));
+    let spec = JobSpec {
+        retry_count: 9,
+        ..j.spec.clone()
+    };
+    assert!(matches!(
+        submit(&j, spec, Timestamp(1)),
+        Err(Refusal::WrongState { .. })
+    ));
+    assert_eq!(
+        submit(&j, j.spec.clone(), Timestamp(1)),
+        Ok(Change::AlreadyDone)
+    );
 }
 
 proptest! {

@@ -133,8 +133,12 @@ mod tests {
                 }],
                 free_slots: 1,
             },
-            Message::JobSubmitted { job: JobId::new("j1") },
-            Message::Assignment { worker: WorkerId::new("w1") },
+            Message::JobSubmitted {
+                job: JobId::new("j1"),
+            },
+            Message::Assignment {
+                worker: WorkerId::new("w1"),
+            },
             Message::Started {
                 worker: WorkerId::new("w1"),
                 job: JobId::new("j1"),
@@ -149,8 +153,12 @@ mod tests {
                 reason: Some("exit code 3".into()),
                 has_output: true,
             },
-            Message::Cancel { job: JobId::new("j1") },
-            Message::WorkerLost { worker: WorkerId::new("w1") },
+            Message::Cancel {
+                job: JobId::new("j1"),
+            },
+            Message::WorkerLost {
+                worker: WorkerId::new("w1"),
+            },
         ];
         for m in msgs {
             assert_eq!(Message::parse(m.to_json().as_bytes()), m);
@@ -166,7 +174,13 @@ mod tests {
 
     #[test]
     fn garbage_becomes_unknown_not_a_panic() {
-        for body in [&b""[..], b"\xff\xfe", b"[1,2]", b"{\"type\":7}", b"{\"type\":\"ping\"}"] {
+        for body in [
+            &b""[..],
+            b"\xff\xfe",
+            b"[1,2]",
+            b"{\"type\":7}",
+            b"{\"type\":\"ping\"}",
+        ] {
             assert!(matches!(Message::parse(body), Message::Unknown { .. }));
         }
     }

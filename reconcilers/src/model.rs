@@ -8,7 +8,9 @@ use std::fmt;
 
 /// Milliseconds since the Unix epoch. Time is passed in, never read, so that the
 /// reconcilers can be driven by a deterministic clock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Timestamp(pub u64);
 
@@ -72,7 +74,8 @@ impl JobId {
     pub fn is_valid(s: &str) -> bool {
         !s.is_empty()
             && s.len() <= 64
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     }
 }
 
@@ -105,7 +108,10 @@ impl JobState {
     ];
 
     pub fn is_terminal(self) -> bool {
-        matches!(self, JobState::Succeeded | JobState::Failed | JobState::Cancelled)
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled
+        )
     }
 
     /// Holding a worker's slot.
@@ -126,7 +132,9 @@ impl JobState {
     }
 
     pub fn parse(s: &str) -> Option<JobState> {
-        JobState::ALL.into_iter().find(|st| st.as_str().eq_ignore_ascii_case(s))
+        JobState::ALL
+            .into_iter()
+            .find(|st| st.as_str().eq_ignore_ascii_case(s))
     }
 }
 
@@ -183,7 +191,10 @@ impl AttemptOutcome {
 
     /// Shallow failures are those in which the job itself never ran.
     pub fn is_shallow(self) -> bool {
-        matches!(self, AttemptOutcome::FailedBeforeRun | AttemptOutcome::WorkerLost)
+        matches!(
+            self,
+            AttemptOutcome::FailedBeforeRun | AttemptOutcome::WorkerLost
+        )
     }
 }
 
@@ -265,7 +276,11 @@ impl Job {
         if !self.state.is_terminal() {
             return None;
         }
-        self.attempts.iter().rev().find(|a| a.has_output).map(|a| a.number)
+        self.attempts
+            .iter()
+            .rev()
+            .find(|a| a.has_output)
+            .map(|a| a.number)
     }
 
     pub fn shallow_failures(&self) -> u32 {
@@ -277,7 +292,10 @@ impl Job {
     }
 
     fn count_attempts(&self, pred: impl Fn(AttemptOutcome) -> bool) -> u32 {
-        self.attempts.iter().filter(|a| a.outcome.is_some_and(&pred)).count() as u32
+        self.attempts
+            .iter()
+            .filter(|a| a.outcome.is_some_and(&pred))
+            .count() as u32
     }
 }
 

@@ -49,7 +49,11 @@ pub async fn allocate(State(c): State<Ctx>) -> Result<(StatusCode, Json<Allocate
 }
 
 /// `PUT /v1/jobs/{id}/input`: the input archive, streamed, within the size limit.
-pub async fn upload_input(State(c): State<Ctx>, Path(id): Path<String>, body: Body) -> Result<StatusCode, ApiError> {
+pub async fn upload_input(
+    State(c): State<Ctx>,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<StatusCode, ApiError> {
     let id = parse_job_id(&id)?;
     let job = load_job(&c, &id).await?;
     if job.state != JobState::Created {
@@ -58,7 +62,8 @@ pub async fn upload_input(State(c): State<Ctx>, Path(id): Path<String>, body: Bo
             job.state
         )));
     }
-    let reader = tokio_util::io::StreamReader::new(body.into_data_stream().map_err(std::io::Error::other));
+    let reader =
+        tokio_util::io::StreamReader::new(body.into_data_stream().map_err(std::io::Error::other));
     let limit = c.config.max_input_bytes;
     match c.blobs.put_reader(&layout::input(&id), reader, limit).await {
         Ok(_) => Ok(StatusCode::NO_CONTENT),
@@ -81,8 +86,15 @@ pub async fn submit(
     let desc = match jdl::parse_job(&req.jdl) {
         Ok((desc, _warnings)) => desc,
         Err(diags) => {
-            let lines: Vec<String> = diags.iter().filter(|d| d.is_error()).map(|d| format!("job.jdl:{d}")).collect();
-            return Err(ApiError::bad_request(format!("the JDL has errors:\n{}", lines.join("\n"))));
+            let lines: Vec<String> = diags
+                .iter()
+                .filter(|d| d.is_error())
+                .map(|d| format!("job.jdl:{d}"))
+                .collect();
+            return Err(ApiError::bad_request(format!(
+                "the JDL has errors:\n{}",
+                lines.join("\n")
+            )));
         }
     };
     if desc.job_type != JobType::Normal {
@@ -96,10 +108,14 @@ pub async fn submit(
             "job {id} has no input archive yet: upload it (PUT /v1/jobs/{id}/input) before submitting"
         )));
     }
-    c.blobs.put_bytes(&layout::jdl(&id), req.jdl.into_bytes().into()).await?;
+    c.blobs
+        .put_bytes(&layout::jdl(&id), req.jdl.into_bytes().into())
+        .await?;
     let spec = jobs::job_spec(&desc);
     let now = c.now();
-    let job = c.change_job(&id, |job| jobs::submit(job, spec.clone(), now)).await??;
+    let job = c
+        .change_job(&id, |job| jobs::submit(job, spec.clone(), now))
+        .await??;
     c.wake.jobs.notify_one();
     c.wake.fleet.notify_one();
     tracing::info!(job = %id, "submitted");
@@ -118,16 +134,27 @@ pub struct ListQuery {
     limit: Option<usize>,
 }
 
-pub async fn list(State(c): State<Ctx>, Query(q): Query<ListQuery>) -> Result<Json<Vec<Job>>, ApiError> {
+pub async fn list(
+    State(c): State<Ctx>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Vec<Job>>, ApiError> {
     let mut states = Vec::new();
-    for s in q.state.iter().flat_map(|s| s.split(',')).filter(|s| !s.is_empty()) {
+    for s in q
+        .state
+        .iter()
+        .flat_map(|s| s.split(','))
+        .filter(|s| !s.is_empty())
+    {
         states.push(JobState::parse(s).ok_or_else(|| {
             ApiError::bad_request(format!(
                 "`{s}` is not a job state (one of created, queued, assigned, running, succeeded, failed, cancelled)"
             ))
         })?);
     }
-    let filter = crate::store::JobFilter { states, limit: Some(q.limit.unwrap_or(1000)) };
+    let filter = crate::store::JobFilter {
+        states,
+        limit: Some(q.limit.unwrap_or(1000)),
+    };
     Ok(Json(c.store.list_jobs(&filter).await?))
 }
 
@@ -139,7 +166,11 @@ pub struct WaitQuery {
 
 /// `GET /v1/jobs/{id}/wait`: answers when the job has finished or the timeout
 /// passed, whichever comes first; the client looks at the state and asks again.
-pub async fn wait(State(c): State<Ctx>, Path(id): Path<String>, Query(q): Query<WaitQuery>) -> Result<Json<Job>, ApiError> {
+pub async fn wait(
+    State(c): State<Ctx>,
+    Path(id): Path<String>,
+    Query(q): Query<WaitQuery>,
+) -> Result<Json<Job>, ApiError> {
     let id = parse_job_id(&id)?;
     let timeout = Duration::from_millis(q.timeout_ms.unwrap_or(30_000).min(120_000));
     let deadline = tokio::time::Instant::now() + timeout;
@@ -164,15 +195,24 @@ pub async fn cancel(State(c): State<Ctx>, Path(id): Path<String>) -> Result<Json
     let id = parse_job_id(&id)?;
     let now = c.now();
     let before = load_job(&c, &id).await?;
-    let job = c.change_job(&id, |job| Ok::<_, ApiError>(jobs::cancel(job, now))).await??;
+    let job = c
+        .change_job(&id, |job| Ok::<_, ApiError>(jobs::cancel(job, now)))
+        .await??;
     if let Some(w) = before.worker() {
         c.wake.wake_worker(w);
     }
     Ok(Json(job))
 }
 
-fn stream_blob(stream: futures::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>, content_type: &str) -> Response {
-    ([(header::CONTENT_TYPE, content_type.to_string())], Body::from_stream(stream)).into_response()
+fn stream_blob(
+    stream: futures::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>,
+    content_type: &str,
+) -> Response {
+    (
+        [(header::CONTENT_TYPE, content_type.to_string())],
+        Body::from_stream(stream),
+    )
+        .into_response()
 }
 
 /// `GET /v1/jobs/{id}/output`: the output archive of the attempt the job accepted.
@@ -185,7 +225,9 @@ pub async fn output(State(c): State<Ctx>, Path(id): Path<String>) -> Result<Resp
         } else {
             format!("it is {}; wait for it with `drover wait {id}`", job.state)
         };
-        return Err(ApiError::not_found(format!("job {id} has no output: {why}")));
+        return Err(ApiError::not_found(format!(
+            "job {id} has no output: {why}"
+        )));
     };
     let stream = c.blobs.get_stream(&layout::output(&id, attempt)).await?;
     Ok(stream_blob(stream, "application/gzip"))
@@ -199,18 +241,24 @@ pub struct LogsQuery {
 
 /// `GET /v1/jobs/{id}/logs?stream=stdout|stderr|worker&attempt=N`: one stream of
 /// one attempt (default: stdout of the latest attempt).
-pub async fn logs(State(c): State<Ctx>, Path(id): Path<String>, Query(q): Query<LogsQuery>) -> Result<Response, ApiError> {
+pub async fn logs(
+    State(c): State<Ctx>,
+    Path(id): Path<String>,
+    Query(q): Query<LogsQuery>,
+) -> Result<Response, ApiError> {
     let id = parse_job_id(&id)?;
     let job = load_job(&c, &id).await?;
     let name = q.stream.as_deref().unwrap_or("stdout");
-    let stream = LogStream::parse(name)
-        .ok_or_else(|| ApiError::bad_request(format!("`{name}` is not a log stream (stdout, stderr or worker)")))?;
+    let stream = LogStream::parse(name).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "`{name}` is not a log stream (stdout, stderr or worker)"
+        ))
+    })?;
     let attempt = match q.attempt {
         Some(n) => n,
-        None => job
-            .current_attempt()
-            .map(|a| a.number)
-            .ok_or_else(|| ApiError::not_found(format!("job {id} has not run yet ({})", job.state)))?,
+        None => job.current_attempt().map(|a| a.number).ok_or_else(|| {
+            ApiError::not_found(format!("job {id} has not run yet ({})", job.state))
+        })?,
     };
     match c.blobs.get_stream(&layout::log(&id, attempt, stream)).await {
         Ok(s) => Ok(stream_blob(s, "text/plain; charset=utf-8")),

@@ -6,8 +6,8 @@
 
 mod error;
 mod jobs;
-mod workers;
 pub mod wire;
+mod workers;
 
 pub use error::ApiError;
 
@@ -30,7 +30,10 @@ pub fn router(c: Ctx) -> Router {
         .route("/metrics", get(|| async { crate::metrics::render() }))
         .route("/v1/jobs", post(jobs::allocate).get(jobs::list))
         .route("/v1/jobs/{id}", get(jobs::status))
-        .route("/v1/jobs/{id}/input", put(jobs::upload_input).get(workers::download_input))
+        .route(
+            "/v1/jobs/{id}/input",
+            put(jobs::upload_input).get(workers::download_input),
+        )
         .route("/v1/jobs/{id}/submit", post(jobs::submit))
         .route("/v1/jobs/{id}/wait", get(jobs::wait))
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
@@ -38,7 +41,10 @@ pub fn router(c: Ctx) -> Router {
         .route("/v1/jobs/{id}/logs", get(jobs::logs))
         .route("/v1/workers/register", post(workers::register))
         .route("/v1/workers/{id}/assignments", get(workers::assignments))
-        .route("/v1/jobs/{id}/attempts/{n}/{blob}", put(workers::upload_attempt_blob))
+        .route(
+            "/v1/jobs/{id}/attempts/{n}/{blob}",
+            put(workers::upload_attempt_blob),
+        )
         .route("/v1/messages", post(workers::message))
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .with_state(c)

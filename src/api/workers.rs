@@ -24,9 +24,14 @@ use serde::Deserialize;
 use std::{collections::HashSet, time::Duration};
 
 /// `POST /v1/workers/register`: a worker (new, or back after being declared lost).
-pub async fn register(State(c): State<Ctx>, Json(req): Json<RegisterRequest>) -> Result<Json<Registered>, ApiError> {
+pub async fn register(
+    State(c): State<Ctx>,
+    Json(req): Json<RegisterRequest>,
+) -> Result<Json<Registered>, ApiError> {
     if req.slots == 0 || !reconcilers::model::JobId::is_valid(req.instance.as_str()) {
-        return Err(ApiError::bad_request("register needs a valid instance id and at least one slot"));
+        return Err(ApiError::bad_request(
+            "register needs a valid instance id and at least one slot",
+        ));
     }
     let now = c.now();
     let worker = Worker {
@@ -64,20 +69,48 @@ async fn known_worker(c: &Ctx, id: &WorkerId) -> Result<Worker, ApiError> {
 /// `POST /v1/messages`: one typed message, parsed by the message factory.
 pub async fn message(State(c): State<Ctx>, body: Bytes) -> Result<Response, ApiError> {
     let msg = Message::parse(&body);
-    crate::metrics::METRICS.messages.with_label_values(&[msg.kind()]).inc();
+    crate::metrics::METRICS
+        .messages
+        .with_label_values(&[msg.kind()])
+        .inc();
     match msg {
-        Message::Ping { worker, held, .. } => Ok(Json(ping(&c, &worker, held).await?).into_response()),
-        Message::Started { worker, job, attempt } => {
+        Message::Ping { worker, held, .. } => {
+            Ok(Json(ping(&c, &worker, held).await?).into_response())
+        }
+        Message::Started {
+            worker,
+            job,
+            attempt,
+        } => {
             known_worker(&c, &worker).await?;
             let now = c.now();
-            let job = c.change_job(&job, |j| jobs::start(j, &worker, attempt, now)).await?;
+            let job = c
+                .change_job(&job, |j| jobs::start(j, &worker, attempt, now))
+                .await?;
             Ok(Json(refused_is_stale(job)?).into_response())
         }
-        Message::Finished { worker, job, attempt, outcome, exit_code, reason, has_output } => {
+        Message::Finished {
+            worker,
+            job,
+            attempt,
+            outcome,
+            exit_code,
+            reason,
+            has_output,
+        } => {
             known_worker(&c, &worker).await?;
-            let report = Report { worker, attempt, outcome, exit_code, reason, has_output };
+            let report = Report {
+                worker,
+                attempt,
+                outcome,
+                exit_code,
+                reason,
+                has_output,
+            };
             let now = c.now();
-            let job = c.change_job(&job, |j| jobs::finish(j, &report, now)).await?;
+            let job = c
+                .change_job(&job, |j| jobs::finish(j, &report, now))
+                .await?;
             let job = refused_is_stale(job)?;
             tracing::info!(job = %job.id, attempt, state = %job.state, "attempt finished");
             Ok(Json(job).into_response())
@@ -117,7 +150,10 @@ fn refused_is_stale(
 async fn ping(c: &Ctx, worker: &WorkerId, held: Vec<HeldJob>) -> Result<PingReply, ApiError> {
     let w = known_worker(c, worker).await?;
     if w.state == WorkerState::Lost {
-        return Ok(PingReply { lost: true, stop: held });
+        return Ok(PingReply {
+            lost: true,
+            stop: held,
+        });
     }
     c.heartbeats.ping(worker, c.now(), !held.is_empty());
     if held.is_empty() {
@@ -128,7 +164,12 @@ async fn ping(c: &Ctx, worker: &WorkerId, held: Vec<HeldJob>) -> Result<PingRepl
         .jobs_on_worker(worker)
         .await?
         .into_iter()
-        .filter_map(|j| j.current_attempt().map(|a| HeldJob { job: j.id.clone(), attempt: a.number }))
+        .filter_map(|j| {
+            j.current_attempt().map(|a| HeldJob {
+                job: j.id.clone(),
+                attempt: a.number,
+            })
+        })
         .collect();
     let stop = held.into_iter().filter(|h| !current.contains(h)).collect();
     Ok(PingReply { lost: false, stop })
@@ -150,7 +191,9 @@ pub async fn assignments(
     let worker = WorkerId::new(id);
     let w = known_worker(&c, &worker).await?;
     if w.state == WorkerState::Lost {
-        return Err(ApiError::conflict(format!("worker {worker} was declared lost: register again")));
+        return Err(ApiError::conflict(format!(
+            "worker {worker} was declared lost: register again"
+        )));
     }
     let wait = Duration::from_millis(q.wait_ms.unwrap_or(0).min(60_000));
     let deadline = tokio::time::Instant::now() + wait;
@@ -162,7 +205,12 @@ pub async fn assignments(
             .await?
             .into_iter()
             .filter(|j| j.state == JobState::Assigned)
-            .filter_map(|j| j.current_attempt().map(|a| Assignment { job: j.id.clone(), attempt: a.number }))
+            .filter_map(|j| {
+                j.current_attempt().map(|a| Assignment {
+                    job: j.id.clone(),
+                    attempt: a.number,
+                })
+            })
             .collect();
         let now = tokio::time::Instant::now();
         if !found.is_empty() || now >= deadline {
@@ -179,7 +227,10 @@ pub async fn assignments(
 }
 
 /// `GET /v1/jobs/{id}/input`: the input archive, for the worker running it.
-pub async fn download_input(State(c): State<Ctx>, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn download_input(
+    State(c): State<Ctx>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let id = parse_job_id(&id)?;
     let stream = c.blobs.get_stream(&layout::input(&id)).await?;
     Ok(Body::from_stream(stream).into_response())
@@ -205,7 +256,11 @@ pub async fn upload_attempt_blob(
         "output" => layout::output(&id, attempt),
         other => match LogStream::parse(other) {
             Some(stream) => layout::log(&id, attempt, stream),
-            None => return Err(ApiError::bad_request(format!("`{other}` is not an attempt blob"))),
+            None => {
+                return Err(ApiError::bad_request(format!(
+                    "`{other}` is not an attempt blob"
+                )))
+            }
         },
     };
     let job = load_job(&c, &id).await?;
@@ -221,10 +276,14 @@ pub async fn upload_attempt_blob(
     if current.map(|a| &a.worker) != Some(&q.worker) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            format!("attempt {attempt} of job {id} does not belong to worker {}", q.worker),
+            format!(
+                "attempt {attempt} of job {id} does not belong to worker {}",
+                q.worker
+            ),
         ));
     }
-    let reader = tokio_util::io::StreamReader::new(body.into_data_stream().map_err(std::io::Error::other));
+    let reader =
+        tokio_util::io::StreamReader::new(body.into_data_stream().map_err(std::io::Error::other));
     let limit = c.config.max_output_bytes;
     match c.blobs.put_reader(&key, reader, limit).await {
         Ok(_) => Ok(StatusCode::NO_CONTENT),

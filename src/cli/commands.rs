@@ -26,7 +26,8 @@ pub async fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Worker(args) => worker(args).await,
         Command::Submit { file, job, addr } => {
             let client = Client::new(&addr.controller);
-            let job = frontend::submit(&client, &job_source(file, job), &PackLimits::default()).await?;
+            let job =
+                frontend::submit(&client, &job_source(file, job), &PackLimits::default()).await?;
             println!("{}", job.id);
             Ok(0)
         }
@@ -39,7 +40,12 @@ pub async fn dispatch(command: Command) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
-        Command::Jobs { state, limit, json, addr } => {
+        Command::Jobs {
+            state,
+            limit,
+            json,
+            addr,
+        } => {
             let jobs = Client::new(&addr.controller).jobs(&state, limit).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&jobs)?);
@@ -48,19 +54,34 @@ pub async fn dispatch(command: Command) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
-        Command::Wait { ids, timeout, json, addr } => {
-            let ids = ids.iter().map(|s| job_id(s)).collect::<anyhow::Result<Vec<_>>>()?;
+        Command::Wait {
+            ids,
+            timeout,
+            json,
+            addr,
+        } => {
+            let ids = ids
+                .iter()
+                .map(|s| job_id(s))
+                .collect::<anyhow::Result<Vec<_>>>()?;
             let jobs = frontend::wait_all(&Client::new(&addr.controller), &ids, timeout).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&jobs)?);
             } else {
                 for j in &jobs {
-                    let exit = j.exit_code.map_or(String::new(), |c| format!(" (exit code {c})"));
-                    let why = j.reason.as_deref().map_or(String::new(), |r| format!(": {r}"));
+                    let exit = j
+                        .exit_code
+                        .map_or(String::new(), |c| format!(" (exit code {c})"));
+                    let why = j
+                        .reason
+                        .as_deref()
+                        .map_or(String::new(), |r| format!(": {r}"));
                     println!("{} {}{exit}{why}", j.id, j.state);
                 }
             }
-            let all_ok = jobs.iter().all(|j| j.state == reconcilers::model::JobState::Succeeded);
+            let all_ok = jobs
+                .iter()
+                .all(|j| j.state == reconcilers::model::JobState::Succeeded);
             Ok(if all_ok { 0 } else { 1 })
         }
         Command::Fetch { id, out, addr } => {
@@ -75,8 +96,15 @@ pub async fn dispatch(command: Command) -> anyhow::Result<u8> {
             println!("{} {}", job.id, job.state);
             Ok(0)
         }
-        Command::Logs { id, stream, attempt, addr } => {
-            let text = Client::new(&addr.controller).logs(&job_id(&id)?, &stream, attempt).await?;
+        Command::Logs {
+            id,
+            stream,
+            attempt,
+            addr,
+        } => {
+            let text = Client::new(&addr.controller)
+                .logs(&job_id(&id)?, &stream, attempt)
+                .await?;
             print!("{text}");
             Ok(0)
         }
@@ -86,7 +114,10 @@ pub async fn dispatch(command: Command) -> anyhow::Result<u8> {
 }
 
 fn job_id(s: &str) -> anyhow::Result<JobId> {
-    anyhow::ensure!(JobId::is_valid(s), "`{s}` is not a job id (ids look like j0mfz81k2a3b9x)");
+    anyhow::ensure!(
+        JobId::is_valid(s),
+        "`{s}` is not a job id (ids look like j0mfz81k2a3b9x)"
+    );
     Ok(JobId::new(s))
 }
 
@@ -168,7 +199,9 @@ async fn run(file: PathBuf, flags: ControllerFlags) -> anyhow::Result<u8> {
     config.listen = "127.0.0.1:0".parse()?;
     // Nothing waits for workers here: a job needs one at once.
     config.reconcile_interval = config.reconcile_interval.min(Duration::from_millis(500));
-    let limits = PackLimits { max_input_bytes: config.max_input_bytes };
+    let limits = PackLimits {
+        max_input_bytes: config.max_input_bytes,
+    };
     let running = crate::runtime::start(config).await?;
     let client = Client::new(&running.url());
     let outcome = async {
@@ -192,8 +225,13 @@ async fn run(file: PathBuf, flags: ControllerFlags) -> anyhow::Result<u8> {
     .await;
     running.shutdown().await;
     let (job, fetched, out) = outcome?;
-    let exit = job.exit_code.map_or(String::new(), |c| format!(", exit code {c}"));
-    let why = job.reason.as_deref().map_or(String::new(), |r| format!(": {r}"));
+    let exit = job
+        .exit_code
+        .map_or(String::new(), |c| format!(", exit code {c}"));
+    let why = job
+        .reason
+        .as_deref()
+        .map_or(String::new(), |r| format!(": {r}"));
     eprintln!("job {} {}{exit}{why}", job.id, job.state);
     match fetched {
         Some(_) => println!("{}", std::path::absolute(&out).unwrap_or(out).display()),
@@ -213,7 +251,8 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<u8> {
         None => std::env::temp_dir().join(format!("drover-worker-{}", args.instance_id)),
     };
     // Jobs run with their sandbox as current folder: every path must be absolute.
-    let work_dir = std::path::absolute(&work_dir).with_context(|| format!("resolving {}", work_dir.display()))?;
+    let work_dir = std::path::absolute(&work_dir)
+        .with_context(|| format!("resolving {}", work_dir.display()))?;
     let config = crate::worker::WorkerConfig {
         controller: args.controller,
         instance: InstanceId::new(args.instance_id),
@@ -229,6 +268,8 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<u8> {
         tracing::info!("signal received: stopping jobs");
         stop.cancel();
     });
-    crate::worker::run(config, shutdown).await.context("worker")?;
+    crate::worker::run(config, shutdown)
+        .await
+        .context("worker")?;
     Ok(0)
 }

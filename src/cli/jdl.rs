@@ -26,7 +26,8 @@ pub fn check(files: &[PathBuf]) -> u8 {
 
 /// Prints the canonical form; on errors prints them and fails.
 pub fn fmt(file: &Path) -> anyhow::Result<u8> {
-    let bytes = std::fs::read(file).map_err(|e| anyhow::anyhow!("{}: cannot read the file: {e}", file.display()))?;
+    let bytes = std::fs::read(file)
+        .map_err(|e| anyhow::anyhow!("{}: cannot read the file: {e}", file.display()))?;
     let diags = reconcilers::jdl::check_bytes(&bytes);
     if diags.iter().any(|d| d.is_error()) {
         for d in diags.iter().filter(|d| d.is_error()) {

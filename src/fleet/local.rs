@@ -47,11 +47,17 @@ impl LocalFleet {
         let mut found = Vec::new();
         for entry in std::fs::read_dir("/proc")? {
             let Ok(entry) = entry else { continue };
-            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<i32>().ok())
+            else {
                 continue;
             };
             // A process may exit between readdir and read: skip it.
-            let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else { continue };
+            let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
+                continue;
+            };
             if let Some(p) = parse_worker_cmdline(pid, &raw, &self.cluster) {
                 if !is_zombie(pid) {
                     found.push(p);
@@ -62,7 +68,9 @@ impl LocalFleet {
     }
 
     fn find(&self, id: &InstanceId) -> Result<Option<WorkerProcess>, FleetError> {
-        let all = self.scan().map_err(|e| FleetError::List(format!("reading /proc: {e}")))?;
+        let all = self
+            .scan()
+            .map_err(|e| FleetError::List(format!("reading /proc: {e}")))?;
         Ok(all.into_iter().find(|p| &p.instance == id))
     }
 }
@@ -70,7 +78,10 @@ impl LocalFleet {
 fn is_zombie(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
         .unwrap_or(true)
 }
 
@@ -84,7 +95,12 @@ fn parse_worker_cmdline(pid: i32, raw: &[u8], cluster: &str) -> Option<WorkerPro
     if args.get(1) != Some(&"worker") {
         return None;
     }
-    let flag = |name: &str| args.iter().position(|a| *a == name).and_then(|i| args.get(i + 1)).copied();
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| *a == name)
+            .and_then(|i| args.get(i + 1))
+            .copied()
+    };
     if flag("--cluster")? != cluster {
         return None;
     }
@@ -98,15 +114,23 @@ fn parse_worker_cmdline(pid: i32, raw: &[u8], cluster: &str) -> Option<WorkerPro
 #[async_trait]
 impl Fleet for LocalFleet {
     async fn launch(&self, instance: &Instance) -> Result<Option<String>, FleetError> {
-        let err = |message: String| FleetError::Launch { instance: instance.id.clone(), message };
+        let err = |message: String| FleetError::Launch {
+            instance: instance.id.clone(),
+            message,
+        };
         // Idempotent: a worker of this instance may already run (a repeated launch).
         if let Some(p) = self.find(&instance.id)? {
             return Ok(Some(p.pid.to_string()));
         }
         let dir = self.workers_dir.join(instance.id.as_str());
-        std::fs::create_dir_all(&dir).map_err(|e| err(format!("creating {}: {e}", dir.display())))?;
-        let log = std::fs::File::create(dir.join("worker.log"))
-            .map_err(|e| err(format!("creating {}: {e}", dir.join("worker.log").display())))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| err(format!("creating {}: {e}", dir.display())))?;
+        let log = std::fs::File::create(dir.join("worker.log")).map_err(|e| {
+            err(format!(
+                "creating {}: {e}",
+                dir.join("worker.log").display()
+            ))
+        })?;
         let log2 = log.try_clone().map_err(|e| err(e.to_string()))?;
         let mut cmd = std::process::Command::new(&self.exe);
         cmd.arg("worker")
@@ -147,7 +171,10 @@ impl Fleet for LocalFleet {
         let pid = Pid::from_raw(p.pid);
         if let Err(e) = signal::kill(pid, signal::Signal::SIGTERM) {
             if e != nix::errno::Errno::ESRCH {
-                return Err(FleetError::Terminate { instance: instance.id.clone(), message: e.to_string() });
+                return Err(FleetError::Terminate {
+                    instance: instance.id.clone(),
+                    message: e.to_string(),
+                });
             }
         }
         let grace = self.kill_grace;
@@ -157,7 +184,9 @@ impl Fleet for LocalFleet {
             tokio::time::sleep(grace).await;
             // Still the same worker (the pid may have been reused)? Then kill it.
             let raw = std::fs::read(format!("/proc/{}/cmdline", p.pid)).unwrap_or_default();
-            if parse_worker_cmdline(p.pid, &raw, &cluster).is_some_and(|w| w.instance == id) && !is_zombie(p.pid) {
+            if parse_worker_cmdline(p.pid, &raw, &cluster).is_some_and(|w| w.instance == id)
+                && !is_zombie(p.pid)
+            {
                 tracing::warn!(instance = %id, "worker ignored SIGTERM; sending SIGKILL");
                 let _ = signal::kill(pid, signal::Signal::SIGKILL);
             }
@@ -166,7 +195,9 @@ impl Fleet for LocalFleet {
     }
 
     async fn list(&self) -> Result<Vec<ObservedInstance>, FleetError> {
-        let procs = self.scan().map_err(|e| FleetError::List(format!("reading /proc: {e}")))?;
+        let procs = self
+            .scan()
+            .map_err(|e| FleetError::List(format!("reading /proc: {e}")))?;
         Ok(procs
             .into_iter()
             .map(|p| ObservedInstance {
@@ -196,7 +227,10 @@ mod tests {
     fn worker_command_lines_are_recognised_by_cluster() {
         let raw = b"/x/drover\0worker\0--controller\0http://a\0--instance-id\0w-1\0--cluster\0local:/d\0--launched-at\x0042\0";
         let p = parse_worker_cmdline(7, raw, "local:/d").expect("a worker");
-        assert_eq!((p.pid, p.instance.as_str(), p.launched_at), (7, "w-1", Timestamp(42)));
+        assert_eq!(
+            (p.pid, p.instance.as_str(), p.launched_at),
+            (7, "w-1", Timestamp(42))
+        );
         assert!(parse_worker_cmdline(7, raw, "local:/other").is_none());
         assert!(parse_worker_cmdline(7, b"/bin/sh\0-c\0worker\0", "local:/d").is_none());
     }

@@ -11,9 +11,15 @@ use reconcilers::model::{Instance, InstanceId, ObservedInstance};
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
     #[error("launching instance {instance}: {message}")]
-    Launch { instance: InstanceId, message: String },
+    Launch {
+        instance: InstanceId,
+        message: String,
+    },
     #[error("terminating instance {instance}: {message}")]
-    Terminate { instance: InstanceId, message: String },
+    Terminate {
+        instance: InstanceId,
+        message: String,
+    },
     #[error("listing instances: {0}")]
     List(String),
 }

@@ -33,7 +33,11 @@ pub enum JobSource {
 
 /// Checks everything, then allocates the id, uploads and submits. Nothing is
 /// uploaded (and no id is taken) unless every file checks out.
-pub async fn submit(client: &Client, source: &JobSource, limits: &pack::PackLimits) -> anyhow::Result<Job> {
+pub async fn submit(
+    client: &Client,
+    source: &JobSource,
+    limits: &pack::PackLimits,
+) -> anyhow::Result<Job> {
     let plan = match source {
         JobSource::File(path) => pack::plan_jdl_file(path, limits)?,
         JobSource::Flags(desc) => {
@@ -45,28 +49,43 @@ pub async fn submit(client: &Client, source: &JobSource, limits: &pack::PackLimi
         eprintln!("{w}");
     }
     let id = client.allocate().await?;
-    let mut archive = tempfile::NamedTempFile::new().context("creating a temporary file for the input archive")?;
+    let mut archive = tempfile::NamedTempFile::new()
+        .context("creating a temporary file for the input archive")?;
     let packed = {
         let mut out = std::io::BufWriter::new(archive.as_file_mut());
         let packed = plan.write_archive(&mut out)?;
         out.flush().context("writing the input archive")?;
         packed
     };
-    let file = tokio::fs::File::open(archive.path()).await.context("reading the input archive back")?;
+    let file = tokio::fs::File::open(archive.path())
+        .await
+        .context("reading the input archive back")?;
     let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
-    client.upload_input(&id, body).await.with_context(|| format!("uploading the input archive of job {id}"))?;
-    let job = client.submit(&id, packed.jdl).await.with_context(|| format!("submitting job {id}"))?;
+    client
+        .upload_input(&id, body)
+        .await
+        .with_context(|| format!("uploading the input archive of job {id}"))?;
+    let job = client
+        .submit(&id, packed.jdl)
+        .await
+        .with_context(|| format!("submitting job {id}"))?;
     Ok(job)
 }
 
 /// Waits for every job to finish; long polls, so a finished job is seen at once.
-pub async fn wait_all(client: &Client, ids: &[JobId], timeout: Option<Duration>) -> anyhow::Result<Vec<Job>> {
+pub async fn wait_all(
+    client: &Client,
+    ids: &[JobId],
+    timeout: Option<Duration>,
+) -> anyhow::Result<Vec<Job>> {
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     let mut done = Vec::with_capacity(ids.len());
     for id in ids {
         loop {
             let poll = match deadline {
-                Some(d) => d.saturating_duration_since(tokio::time::Instant::now()).min(Duration::from_secs(60)),
+                Some(d) => d
+                    .saturating_duration_since(tokio::time::Instant::now())
+                    .min(Duration::from_secs(60)),
                 None => Duration::from_secs(60),
             };
             let job = client.wait(id, poll).await?;
@@ -86,18 +105,23 @@ pub async fn wait_all(client: &Client, ids: &[JobId], timeout: Option<Duration>)
 /// entry that would land outside it). Returns the files' count.
 pub async fn fetch(client: &Client, id: &JobId, out: &Path) -> anyhow::Result<u64> {
     let resp = client.output(id).await?;
-    let mut archive = tempfile::NamedTempFile::new().context("creating a temporary file for the download")?;
+    let mut archive =
+        tempfile::NamedTempFile::new().context("creating a temporary file for the download")?;
     {
         let mut file = tokio::fs::File::from_std(archive.as_file_mut().try_clone()?);
         let mut body = resp.bytes_stream();
         while let Some(chunk) = body.next().await {
-            file.write_all(&chunk.context("downloading the output archive")?).await?;
+            file.write_all(&chunk.context("downloading the output archive")?)
+                .await?;
         }
         file.flush().await?;
     }
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let (path, dest) = (archive.path().to_path_buf(), out.to_path_buf());
-    let stats = tokio::task::spawn_blocking(move || unpack_tar_gz_file(&path, &dest, &UnpackLimits::default())).await??;
+    let stats = tokio::task::spawn_blocking(move || {
+        unpack_tar_gz_file(&path, &dest, &UnpackLimits::default())
+    })
+    .await??;
     Ok(stats.entries)
 }
 

@@ -41,9 +41,19 @@ pub fn print_job(job: &Job) {
         return;
     }
     println!("attempts:");
-    println!("  {:<3} {:<16} {:<18} {:<9} {:<5} reason", "#", "worker", "outcome", "ran", "exit");
+    println!(
+        "  {:<3} {:<16} {:<18} {:<9} {:<5} reason",
+        "#", "worker", "outcome", "ran", "exit"
+    );
     for a in &job.attempts {
-        let outcome = a.outcome.map_or(if a.started_at.is_some() { "running" } else { "assigned" }, |o| o.as_str());
+        let outcome = a.outcome.map_or(
+            if a.started_at.is_some() {
+                "running"
+            } else {
+                "assigned"
+            },
+            |o| o.as_str(),
+        );
         println!(
             "  {:<3} {:<16} {:<18} {:<9} {:<5} {}",
             a.number,
@@ -57,7 +67,10 @@ pub fn print_job(job: &Job) {
 }
 
 pub fn print_jobs(jobs: &[Job]) {
-    println!("{:<16} {:<10} {:<5} {:<8} {:<24} name", "id", "state", "exit", "attempts", "created");
+    println!(
+        "{:<16} {:<10} {:<5} {:<8} {:<24} name",
+        "id", "state", "exit", "attempts", "created"
+    );
     for j in jobs {
         println!(
             "{:<16} {:<10} {:<5} {:<8} {:<24} {}",

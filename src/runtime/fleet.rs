@@ -16,7 +16,11 @@ pub async fn tick(c: &Controller) -> anyhow::Result<()> {
     let instances = c.store.list_instances().await?;
     let workers = c.store.list_workers().await?;
     let jobs = c.store.active_jobs().await?;
-    let settings = c.store.fleet_settings().await?.unwrap_or_else(|| c.config.fleet.clone());
+    let settings = c
+        .store
+        .fleet_settings()
+        .await?
+        .unwrap_or_else(|| c.config.fleet.clone());
     let heartbeat_ms = c.config.heartbeat_timeout.as_millis() as u64;
     let actions = reconcile(&FleetSnapshot {
         now: c.now(),
@@ -71,7 +75,9 @@ fn orphan_record(id: &InstanceId, observed: &[reconcilers::model::ObservedInstan
     let seen = observed.iter().find(|o| &o.id == id);
     Instance {
         id: id.clone(),
-        launch_key: seen.and_then(|o| o.launch_key.clone()).unwrap_or_else(|| LaunchKey::new(id.as_str())),
+        launch_key: seen
+            .and_then(|o| o.launch_key.clone())
+            .unwrap_or_else(|| LaunchKey::new(id.as_str())),
         state: InstanceState::Running,
         launched_at: seen.map(|o| o.launched_at).unwrap_or_default(),
         provider_ref: None,
@@ -104,7 +110,12 @@ async fn launch_one(c: &Controller) -> anyhow::Result<()> {
     }
 }
 
-async fn terminate(c: &Controller, mut record: Instance, reason: TerminateReason, known: bool) -> anyhow::Result<()> {
+async fn terminate(
+    c: &Controller,
+    mut record: Instance,
+    reason: TerminateReason,
+    known: bool,
+) -> anyhow::Result<()> {
     let first_time = record.state != InstanceState::Terminating;
     if known && first_time {
         record.state = InstanceState::Terminating;
@@ -112,7 +123,10 @@ async fn terminate(c: &Controller, mut record: Instance, reason: TerminateReason
     }
     c.fleet.terminate(&record).await?;
     if first_time {
-        METRICS.instances_terminated.with_label_values(&[reason.as_str()]).inc();
+        METRICS
+            .instances_terminated
+            .with_label_values(&[reason.as_str()])
+            .inc();
         tracing::info!(instance = %record.id, reason = reason.as_str(), "terminating instance");
     }
     Ok(())
@@ -126,10 +140,20 @@ pub async fn terminate_all(c: &Controller) -> anyhow::Result<()> {
     for inst in &instances {
         terminate(c, inst.clone(), TerminateReason::Shutdown, true).await?;
     }
-    for o in observed.iter().filter(|o| !instances.iter().any(|i| i.id == o.id)) {
-        terminate(c, orphan_record(&o.id, &observed), TerminateReason::Shutdown, false).await?;
+    for o in observed
+        .iter()
+        .filter(|o| !instances.iter().any(|i| i.id == o.id))
+    {
+        terminate(
+            c,
+            orphan_record(&o.id, &observed),
+            TerminateReason::Shutdown,
+            false,
+        )
+        .await?;
     }
-    let deadline = tokio::time::Instant::now() + c.config.kill_grace + std::time::Duration::from_secs(2);
+    let deadline =
+        tokio::time::Instant::now() + c.config.kill_grace + std::time::Duration::from_secs(2);
     while tokio::time::Instant::now() < deadline {
         if c.fleet.list().await?.is_empty() {
             break;

@@ -25,7 +25,11 @@ impl HeartbeatBuffer {
         crate::metrics::METRICS.heartbeats.inc();
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let idle = inner.idle_since.entry(worker.clone()).or_insert(None);
-        *idle = if busy { None } else { Some(idle.unwrap_or(now)) };
+        *idle = if busy {
+            None
+        } else {
+            Some(idle.unwrap_or(now))
+        };
         let idle_since = *idle;
         inner.pending.insert(
             worker.clone(),

@@ -48,7 +48,9 @@ pub async fn tick(c: &Controller) -> anyhow::Result<()> {
                     }
                 }
                 // Someone else changed it since we read it: the next tick decides again.
-                Err(StoreError::Conflict { job, .. }) => tracing::debug!(%job, "job changed meanwhile; skipped"),
+                Err(StoreError::Conflict { job, .. }) => {
+                    tracing::debug!(%job, "job changed meanwhile; skipped")
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -59,7 +61,10 @@ pub async fn tick(c: &Controller) -> anyhow::Result<()> {
         *counts.entry(j.state).or_default() += 1;
     }
     for state in [JobState::Queued, JobState::Assigned, JobState::Running] {
-        METRICS.jobs.with_label_values(&[state.as_str()]).set(counts.get(&state).copied().unwrap_or(0));
+        METRICS
+            .jobs
+            .with_label_values(&[state.as_str()])
+            .set(counts.get(&state).copied().unwrap_or(0));
     }
     for state in [WorkerState::Active, WorkerState::Lost] {
         let n = workers.iter().filter(|w| w.state == state).count() as i64;
@@ -71,8 +76,14 @@ pub async fn tick(c: &Controller) -> anyhow::Result<()> {
 /// Deletes jobs whose submit never finished (still `Created` after a day) and
 /// their blobs.
 pub async fn collect_abandoned(c: &Controller) -> anyhow::Result<()> {
-    let cutoff = c.now().0.saturating_sub(c.config.abandoned_after.as_millis() as u64);
-    let gone = c.store.delete_abandoned_jobs(reconcilers::model::Timestamp(cutoff)).await?;
+    let cutoff = c
+        .now()
+        .0
+        .saturating_sub(c.config.abandoned_after.as_millis() as u64);
+    let gone = c
+        .store
+        .delete_abandoned_jobs(reconcilers::model::Timestamp(cutoff))
+        .await?;
     for id in gone {
         tracing::info!(job = %id, "deleted abandoned submission");
         c.blobs.delete_job(&id).await?;

@@ -35,6 +35,8 @@ pub struct Controller {
     /// Cancelled when the controller starts shutting down: loops stop and long
     /// polls answer at once, so the API can drain quickly.
     pub stopping: CancellationToken,
+    /// Held while the controller runs: one controller per data folder.
+    _lock: nix::fcntl::Flock<std::fs::File>,
 }
 
 impl Controller {
@@ -53,7 +55,11 @@ impl Controller {
         use reconcilers::jobs::Change;
         let mut tries = 0;
         loop {
-            let job = self.store.get_job(id).await?.ok_or_else(|| StoreError::NotFound(id.clone()))?;
+            let job = self
+                .store
+                .get_job(id)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(id.clone()))?;
             let next = match change(&job) {
                 Err(e) => return Ok(Err(e)),
                 Ok(Change::AlreadyDone) => return Ok(Ok(job)),
@@ -123,17 +129,20 @@ pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController
     config.validate()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data folder {}", config.data_dir.display()))?;
+    let lock = lock_data_dir(&config.data_dir)?;
     let store: Arc<dyn Store> = Arc::new(
         SqliteStore::open(&config.state_path())
             .with_context(|| format!("opening state {}", config.state_path().display()))?,
     );
     let blobs = Blobs::local(&config.blobs_dir())?;
-    let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| {
-        format!(
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| {
+            format!(
             "listening on {} (is another controller running? choose another address with --listen)",
             config.listen
         )
-    })?;
+        })?;
     let addr = listener.local_addr()?;
     let wake = Wakeups::default();
     let fleet: Arc<dyn Fleet> = Arc::new(LocalFleet {
@@ -157,6 +166,7 @@ pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController
         wake,
         heartbeats: HeartbeatBuffer::default(),
         stopping: CancellationToken::new(),
+        _lock: lock,
     });
     let mut loops = JoinSet::new();
     spawn_loops(&controller, &controller.stopping, &mut loops);
@@ -164,30 +174,74 @@ pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController
     let stop_server = CancellationToken::new();
     let stop = stop_server.clone();
     let server = tokio::spawn(async move {
-        let served = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await;
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await;
         if let Err(e) = served {
             tracing::error!(error = %e, "API server stopped");
         }
     });
     tracing::info!(%addr, data_dir = %controller.config.data_dir.display(), "controller started");
-    Ok(RunningController { addr, controller, loops, server, stop_server })
+    Ok(RunningController {
+        addr,
+        controller,
+        loops,
+        server,
+        stop_server,
+    })
+}
+
+/// Two controllers reconciling one embedded store would fight over it: the
+/// second one is refused, with what to do instead. The lock goes with the
+/// process, so a controller killed with -9 leaves nothing to clean up.
+fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+    use nix::fcntl::{Flock, FlockArg};
+    let path = dir.join("controller.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(lock),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => anyhow::bail!(
+            "another drover controller is using {}: submit to it with `drover submit`, \
+             or give this one its own folder with --data-dir",
+            dir.display()
+        ),
+        Err((_, e)) => Err(anyhow::anyhow!("locking {}: {e}", path.display())),
+    }
 }
 
 fn spawn_loops(c: &Arc<Controller>, shutdown: &CancellationToken, tasks: &mut JoinSet<()>) {
     let interval = c.config.reconcile_interval;
     let cc = c.clone();
-    tasks.spawn(loops::run_loop("jobs", interval, c.wake.jobs.clone(), shutdown.clone(), move || {
-        let c = cc.clone();
-        async move { jobs::tick(&c).await }
-    }));
+    tasks.spawn(loops::run_loop(
+        "jobs",
+        interval,
+        c.wake.jobs.clone(),
+        shutdown.clone(),
+        move || {
+            let c = cc.clone();
+            async move { jobs::tick(&c).await }
+        },
+    ));
     let cc = c.clone();
-    tasks.spawn(loops::run_loop("fleet", interval, c.wake.fleet.clone(), shutdown.clone(), move || {
-        let c = cc.clone();
-        async move { fleet::tick(&c).await }
-    }));
+    tasks.spawn(loops::run_loop(
+        "fleet",
+        interval,
+        c.wake.fleet.clone(),
+        shutdown.clone(),
+        move || {
+            let c = cc.clone();
+            async move { fleet::tick(&c).await }
+        },
+    ));
     // Heartbeats are flushed often enough that the store lags a ping by well
     // under the heartbeat timeout.
-    let flush_every = (c.config.heartbeat_timeout / 10).clamp(Duration::from_millis(100), Duration::from_secs(1));
+    let flush_every =
+        (c.config.heartbeat_timeout / 10).clamp(Duration::from_millis(100), Duration::from_secs(1));
     let cc = c.clone();
     tasks.spawn(loops::run_loop(
         "heartbeats",

@@ -5,12 +5,17 @@
 pub mod sqlite;
 
 use async_trait::async_trait;
-use reconcilers::model::{FleetSettings, Instance, InstanceId, Job, JobId, JobState, Timestamp, Worker, WorkerId, WorkerState};
+use reconcilers::model::{
+    FleetSettings, Instance, InstanceId, Job, JobId, JobState, Timestamp, Worker, WorkerId,
+    WorkerState,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The record changed since it was read: the write was refused, nothing changed.
-    #[error("job {job} changed since it was read (expected version {expected}); the write was refused")]
+    #[error(
+        "job {job} changed since it was read (expected version {expected}); the write was refused"
+    )]
     Conflict { job: JobId, expected: u64 },
     #[error("job {0} already exists")]
     AlreadyExists(JobId),

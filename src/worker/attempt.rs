@@ -46,7 +46,10 @@ fn retry_policy() -> ExponentialBuilder {
 
 impl AttemptContext {
     pub async fn run(&self, a: Assignment, cancel: CancellationToken) {
-        let dir = self.config.work_dir.join(format!("{}-{}", a.job, a.attempt));
+        let dir = self
+            .config
+            .work_dir
+            .join(format!("{}-{}", a.job, a.attempt));
         let started_msg = self.started(&a);
         let started = (|| self.client.message::<serde_json::Value>(&started_msg))
             .retry(retry_policy())
@@ -71,13 +74,24 @@ impl AttemptContext {
     }
 
     fn started(&self, a: &Assignment) -> Message {
-        Message::Started { worker: self.worker.clone(), job: a.job.clone(), attempt: a.attempt }
+        Message::Started {
+            worker: self.worker.clone(),
+            job: a.job.clone(),
+            attempt: a.attempt,
+        }
     }
 
     /// Downloads, unpacks, reads the JDL and runs the job. Failures before the job
     /// can run become `FailedBeforeRun` results with the reason.
-    async fn execute(&self, a: &Assignment, dir: &Path, cancel: CancellationToken) -> AttemptResult {
-        let paths = AttemptPaths { root: dir.to_path_buf() };
+    async fn execute(
+        &self,
+        a: &Assignment,
+        dir: &Path,
+        cancel: CancellationToken,
+    ) -> AttemptResult {
+        let paths = AttemptPaths {
+            root: dir.to_path_buf(),
+        };
         let prepared = self.prepare(&a.job, dir).await;
         let job = match prepared {
             Ok(job) => job,
@@ -87,7 +101,10 @@ impl AttemptContext {
             ("DROVER_JOB_ID".to_string(), a.job.to_string()),
             ("DROVER_ATTEMPT".to_string(), a.attempt.to_string()),
         ]);
-        let limits = AttemptLimits { max_output_bytes: self.config.max_output_bytes, ..AttemptLimits::default() };
+        let limits = AttemptLimits {
+            max_output_bytes: self.config.max_output_bytes,
+            ..AttemptLimits::default()
+        };
         let result = sandbox::run_job(&paths, &job, &env, &limits, cancel).await;
         if result.outcome == AttemptOutcome::Cancelled && self.shutdown.is_cancelled() {
             return AttemptResult {
@@ -108,7 +125,9 @@ impl AttemptContext {
             .await
             .map_err(|e| format!("creating the sandbox {}: {e}", sandbox_dir.display()))?;
         let archive = dir.join("input.tar.gz");
-        self.download_input(job, &archive).await.map_err(|e| format!("downloading the input archive: {e}"))?;
+        self.download_input(job, &archive)
+            .await
+            .map_err(|e| format!("downloading the input archive: {e}"))?;
         let into = sandbox_dir.clone();
         let unpacked = tokio::task::spawn_blocking(move || {
             unpack_tar_gz_file(&archive, &into, &UnpackLimits::default()).map_err(|e| e.to_string())
@@ -117,7 +136,9 @@ impl AttemptContext {
         .map_err(|e| format!("unpacking the input archive: {e}"))?;
         unpacked.map_err(|e| format!("refusing the input archive: {e}"))?;
         let jdl_path = sandbox_dir.join(".drover").join("job.jdl");
-        let text = tokio::fs::read(&jdl_path).await.map_err(|e| format!("the input archive has no .drover/job.jdl: {e}"))?;
+        let text = tokio::fs::read(&jdl_path)
+            .await
+            .map_err(|e| format!("the input archive has no .drover/job.jdl: {e}"))?;
         // The JDL travels with the input but is not the job's business.
         let _ = tokio::fs::remove_dir_all(sandbox_dir.join(".drover")).await;
         let text = String::from_utf8(text).map_err(|_| "job.jdl is not UTF-8".to_string())?;
@@ -125,39 +146,66 @@ impl AttemptContext {
             Ok((job, _)) => Ok(job),
             Err(diags) => Err(format!(
                 "job.jdl is invalid: {}",
-                diags.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("; ")
+                diags
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; ")
             )),
         }
     }
 
     async fn download_input(&self, job: &JobId, to: &Path) -> Result<(), String> {
         let fetch = || async {
-            let resp = self.client.download_input(job).await.map_err(|e| e.to_string())?;
-            let mut file = tokio::fs::File::create(to).await.map_err(|e| format!("creating {}: {e}", to.display()))?;
+            let resp = self
+                .client
+                .download_input(job)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut file = tokio::fs::File::create(to)
+                .await
+                .map_err(|e| format!("creating {}: {e}", to.display()))?;
             let mut body = resp.bytes_stream();
             while let Some(chunk) = body.next().await {
                 let chunk = chunk.map_err(|e| format!("reading the download: {e}"))?;
-                file.write_all(&chunk).await.map_err(|e| format!("writing {}: {e}", to.display()))?;
+                file.write_all(&chunk)
+                    .await
+                    .map_err(|e| format!("writing {}: {e}", to.display()))?;
             }
-            file.flush().await.map_err(|e| format!("writing {}: {e}", to.display()))
+            file.flush()
+                .await
+                .map_err(|e| format!("writing {}: {e}", to.display()))
         };
         fetch.retry(retry_policy().with_max_times(4)).await
     }
 
-    async fn upload_file(&self, a: &Assignment, blob: &str, path: &Path) -> Result<(), ClientError> {
+    async fn upload_file(
+        &self,
+        a: &Assignment,
+        blob: &str,
+        path: &Path,
+    ) -> Result<(), ClientError> {
         let upload = || async {
-            let file = tokio::fs::File::open(path).await.map_err(|e| ClientError::Other {
-                url: self.client.base().to_string(),
-                detail: format!("opening {}: {e}", path.display()),
-            })?;
+            let file = tokio::fs::File::open(path)
+                .await
+                .map_err(|e| ClientError::Other {
+                    url: self.client.base().to_string(),
+                    detail: format!("opening {}: {e}", path.display()),
+                })?;
             let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
-            self.client.upload_attempt_blob(&a.job, a.attempt, blob, &self.worker, body).await
+            self.client
+                .upload_attempt_blob(&a.job, a.attempt, blob, &self.worker, body)
+                .await
         };
         upload.retry(retry_policy()).when(transient).await
     }
 
     async fn upload_and_report(&self, a: &Assignment, mut result: AttemptResult) {
-        for (blob, path) in [("stdout", &result.stdout), ("stderr", &result.stderr), ("worker", &result.worker_log)] {
+        for (blob, path) in [
+            ("stdout", &result.stdout),
+            ("stderr", &result.stderr),
+            ("worker", &result.worker_log),
+        ] {
             if path.exists() {
                 if let Err(e) = self.upload_file(a, blob, path).await {
                     tracing::warn!(job = %a.job, blob, error = %e, "uploading a log");
@@ -188,10 +236,17 @@ impl AttemptContext {
             reason: result.reason.clone(),
             has_output,
         };
-        let sent = (|| self.client.message::<serde_json::Value>(&msg)).retry(retry_policy()).when(transient).await;
+        let sent = (|| self.client.message::<serde_json::Value>(&msg))
+            .retry(retry_policy())
+            .when(transient)
+            .await;
         match sent {
-            Ok(_) => tracing::info!(job = %a.job, attempt = a.attempt, outcome = result.outcome.as_str(), "reported"),
-            Err(e) => tracing::warn!(job = %a.job, attempt = a.attempt, error = %e, "report refused or lost"),
+            Ok(_) => {
+                tracing::info!(job = %a.job, attempt = a.attempt, outcome = result.outcome.as_str(), "reported")
+            }
+            Err(e) => {
+                tracing::warn!(job = %a.job, attempt = a.attempt, error = %e, "report refused or lost")
+            }
         }
     }
 }

@@ -73,14 +73,31 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
     let client = Client::new(&config.controller);
     let config = Arc::new(config);
     while !shutdown.is_cancelled() {
-        let Some(worker) = register(&client, &config, &shutdown).await else { break };
+        let Some(worker) = register(&client, &config, &shutdown).await else {
+            break;
+        };
         // One registration lasts until the controller says we were lost (or
         // forgets us); then everything held is stopped and we register again.
         let epoch = shutdown.child_token();
         let held = Arc::new(Held::default());
-        let pinger = tokio::spawn(ping_loop(client.clone(), config.clone(), worker.clone(), held.clone(), epoch.clone()));
+        let pinger = tokio::spawn(ping_loop(
+            client.clone(),
+            config.clone(),
+            worker.clone(),
+            held.clone(),
+            epoch.clone(),
+        ));
         let mut attempts = tokio::task::JoinSet::new();
-        take_assignments(&client, &config, &worker, &held, &epoch, &shutdown, &mut attempts).await;
+        take_assignments(
+            &client,
+            &config,
+            &worker,
+            &held,
+            &epoch,
+            &shutdown,
+            &mut attempts,
+        )
+        .await;
         held.stop_all();
         while attempts.join_next().await.is_some() {}
         pinger.abort();
@@ -90,7 +107,11 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
 }
 
 /// Registers, retrying with backoff while the controller cannot be reached.
-async fn register(client: &Client, config: &WorkerConfig, shutdown: &CancellationToken) -> Option<WorkerId> {
+async fn register(
+    client: &Client,
+    config: &WorkerConfig,
+    shutdown: &CancellationToken,
+) -> Option<WorkerId> {
     let mut backoff = backon::BackoffBuilder::build(
         crate::runtime::loops::error_backoff().with_max_delay(Duration::from_secs(5)),
     );
@@ -112,11 +133,21 @@ async fn register(client: &Client, config: &WorkerConfig, shutdown: &Cancellatio
     }
 }
 
-async fn ping_loop(client: Client, config: Arc<WorkerConfig>, worker: WorkerId, held: Arc<Held>, epoch: CancellationToken) {
+async fn ping_loop(
+    client: Client,
+    config: Arc<WorkerConfig>,
+    worker: WorkerId,
+    held: Arc<Held>,
+    epoch: CancellationToken,
+) {
     loop {
         let list = held.list();
         let free_slots = config.slots.saturating_sub(list.len() as u32);
-        let msg = Message::Ping { worker: worker.clone(), held: list, free_slots };
+        let msg = Message::Ping {
+            worker: worker.clone(),
+            held: list,
+            free_slots,
+        };
         match client.message::<PingReply>(&msg).await {
             Ok(reply) if reply.lost => {
                 tracing::warn!("the controller declared this worker lost: stopping its jobs and registering again");
@@ -129,7 +160,9 @@ async fn ping_loop(client: Client, config: Arc<WorkerConfig>, worker: WorkerId, 
                     held.stop(stale);
                 }
             }
-            Err(ClientError::Api { status, message }) if status == reqwest::StatusCode::NOT_FOUND => {
+            Err(ClientError::Api { status, message })
+                if status == reqwest::StatusCode::NOT_FOUND =>
+            {
                 tracing::warn!(%message, "the controller does not know this worker: registering again");
                 epoch.cancel();
                 return;
@@ -171,7 +204,8 @@ async fn take_assignments(
                 list
             }
             Err(e) => {
-                if matches!(e.status(), Some(s) if s == reqwest::StatusCode::NOT_FOUND || s == reqwest::StatusCode::CONFLICT) {
+                if matches!(e.status(), Some(s) if s == reqwest::StatusCode::NOT_FOUND || s == reqwest::StatusCode::CONFLICT)
+                {
                     tracing::warn!(error = %e, "assignments refused: registering again");
                     epoch.cancel();
                     return;
@@ -201,7 +235,10 @@ fn start_attempt(
     attempts: &mut tokio::task::JoinSet<()>,
     a: Assignment,
 ) {
-    let key = HeldJob { job: a.job.clone(), attempt: a.attempt };
+    let key = HeldJob {
+        job: a.job.clone(),
+        attempt: a.attempt,
+    };
     let token = epoch.child_token();
     {
         let mut jobs = held.lock();

@@ -16,7 +16,10 @@ fuzz_target!(|data: &[u8]| {
     let text = job.to_canonical();
     match jdl::parse_job(&text) {
         Ok((back, _)) => {
-            assert_eq!(back, job, "the canonical form reads back differently:\n{text}");
+            assert_eq!(
+                back, job,
+                "the canonical form reads back differently:\n{text}"
+            );
             assert_eq!(back.to_canonical(), text, "formatting is not idempotent");
         }
         Err(diagnostics) => panic!("the canonical form does not read:\n{text}\n{diagnostics:#?}"),

@@ -4,6 +4,7 @@
 
 mod attrs;
 mod dag;
+mod fields;
 mod lexer;
 mod parser;
 mod validate;
@@ -122,7 +123,11 @@ pub fn is_safe_sandbox_name(name: &str) -> bool {
 /// created in its folder).
 pub fn output_archive_candidate(output_sandbox: &[String]) -> Option<&str> {
     match output_sandbox {
-        [only] if [".tar.gz", ".tgz", ".tar"].iter().any(|ext| only.ends_with(ext)) => {
+        [only]
+            if [".tar.gz", ".tgz", ".tar"]
+                .iter()
+                .any(|ext| only.ends_with(ext)) =>
+        {
             Some(only.as_str())
         }
         _ => None,

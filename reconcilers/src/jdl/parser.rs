@@ -7,8 +7,8 @@
 //! and guesses would only bury the real error under invented ones.
 
 use super::attrs::{self, Mode};
-use super::lexer::{is_name_start, is_space, number, show_char, Cursor, Number, Pos, Result};
 use super::lexer::SyntaxError;
+use super::lexer::{is_name_start, is_space, number, show_char, Cursor, Number, Pos, Result};
 use super::{Diagnostic, MAX_NESTING};
 
 /// `Name = value` as written.
@@ -265,7 +265,10 @@ impl<'a> Parser<'a> {
             }),
             (Some(_), Mode::Bare) => self.bare_word(),
             (Some(_), Mode::Expr) => self.expr(),
-            (None, _) => Err(SyntaxError::new(pos, "expected a value, found the end of the file")),
+            (None, _) => Err(SyntaxError::new(
+                pos,
+                "expected a value, found the end of the file",
+            )),
         }
     }
 
@@ -391,7 +394,9 @@ impl<'a> Parser<'a> {
                     if self.depth + stack.len() + 1 > MAX_NESTING {
                         return Err(SyntaxError::new(
                             here,
-                            format!("nesting deeper than {MAX_NESTING} levels of `[`, `{{` and `(`"),
+                            format!(
+                                "nesting deeper than {MAX_NESTING} levels of `[`, `{{` and `(`"
+                            ),
                         ));
                     }
                     stack.push((c, here));

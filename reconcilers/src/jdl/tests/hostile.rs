@@ -5,13 +5,21 @@ use super::*;
 #[test]
 fn nesting_up_to_the_limit_reads() {
     // The outer `[` is one level, so 63 braces make 64.
-    let src = format!("[ Executable = a; Deep = {}{} ]", "{".repeat(63), "}".repeat(63));
+    let src = format!(
+        "[ Executable = a; Deep = {}{} ]",
+        "{".repeat(63),
+        "}".repeat(63)
+    );
     assert!(errors(&src).is_empty(), "{:#?}", check(&src));
 }
 
 #[test]
 fn nesting_beyond_the_limit_is_an_error_not_a_stack_overflow() {
-    let src = format!("[ Executable = a; Deep = {}{} ]", "{".repeat(64), "}".repeat(64));
+    let src = format!(
+        "[ Executable = a; Deep = {}{} ]",
+        "{".repeat(64),
+        "}".repeat(64)
+    );
     let (line, col, message) = the_error(&src);
     assert_eq!((line, col), (1, 26 + 63));
     assert!(message.contains("nesting deeper than 64"), "{message}");
@@ -19,15 +27,26 @@ fn nesting_beyond_the_limit_is_an_error_not_a_stack_overflow() {
         let src = format!("Executable = a; X = {}", open.repeat(60_000));
         let errors = errors(&src);
         assert_eq!(errors.len(), 1, "{open}");
-        assert!(errors[0].message.contains("nesting deeper than 64"), "{open}: {errors:?}");
+        assert!(
+            errors[0].message.contains("nesting deeper than 64"),
+            "{open}: {errors:?}"
+        );
     }
 }
 
 #[test]
 fn nesting_in_an_expression_counts_towards_the_limit() {
-    let src = format!("[ Executable = a; Rank = {}x{} ]", "(".repeat(64), ")".repeat(64));
+    let src = format!(
+        "[ Executable = a; Rank = {}x{} ]",
+        "(".repeat(64),
+        ")".repeat(64)
+    );
     assert!(the_error(&src).2.contains("nesting deeper than 64"));
-    let src = format!("[ Executable = a; Rank = {}x{} ]", "(".repeat(63), ")".repeat(63));
+    let src = format!(
+        "[ Executable = a; Rank = {}x{} ]",
+        "(".repeat(63),
+        ")".repeat(63)
+    );
     assert!(errors(&src).is_empty());
 }
 
@@ -60,7 +79,15 @@ fn invalid_utf8_is_refused_where_it_starts() {
     assert_eq!(d.len(), 1);
     assert_eq!((d[0].line, d[0].col), (2, 15));
     assert!(d[0].message.contains("not valid UTF-8"), "{}", d[0].message);
-    let d = check_bytes("Jöb = \"\u{1F600}".as_bytes().iter().chain(b"\xff").copied().collect::<Vec<_>>().as_slice());
+    let d = check_bytes(
+        "Jöb = \"\u{1F600}"
+            .as_bytes()
+            .iter()
+            .chain(b"\xff")
+            .copied()
+            .collect::<Vec<_>>()
+            .as_slice(),
+    );
     assert_eq!((d[0].line, d[0].col), (1, 9));
 }
 
@@ -115,8 +142,16 @@ fn many_environment_entries_and_dependencies_are_cheap_to_check() {
     let entries: Vec<String> = (0..50_000).map(|i| format!("V{i}=1")).collect();
     let src = format!("Executable = a; Environment = {{{}}};", entries.join(","));
     assert!(check(&src).is_empty());
-    let nodes: Vec<String> = (0..10_000).map(|i| format!("[NodeName=n{i};File=f]")).collect();
-    let deps: Vec<String> = (1..10_000).map(|i| format!("{{n{},n{i}}}", i - 1)).collect();
-    let src = format!("Type=DAG;Nodes={{{}}};Dependencies={{{}}};", nodes.join(","), deps.join(","));
+    let nodes: Vec<String> = (0..10_000)
+        .map(|i| format!("[NodeName=n{i};File=f]"))
+        .collect();
+    let deps: Vec<String> = (1..10_000)
+        .map(|i| format!("{{n{},n{i}}}", i - 1))
+        .collect();
+    let src = format!(
+        "Type=DAG;Nodes={{{}}};Dependencies={{{}}};",
+        nodes.join(","),
+        deps.join(",")
+    );
     assert!(check(&src).is_empty());
 }

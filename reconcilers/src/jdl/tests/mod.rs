@@ -18,7 +18,10 @@ fn job(src: &str) -> JobDescription {
 }
 
 fn errors(src: &str) -> Vec<Diagnostic> {
-    check(src).into_iter().filter(Diagnostic::is_error).collect()
+    check(src)
+        .into_iter()
+        .filter(Diagnostic::is_error)
+        .collect()
 }
 
 fn warnings(src: &str) -> Vec<Diagnostic> {
@@ -28,7 +31,11 @@ fn warnings(src: &str) -> Vec<Diagnostic> {
 /// The only error in `src` as (line, col, message).
 fn the_error(src: &str) -> (u32, u32, String) {
     let errors = errors(src);
-    assert_eq!(errors.len(), 1, "expected exactly one error in:\n{src}\n{errors:#?}");
+    assert_eq!(
+        errors.len(),
+        1,
+        "expected exactly one error in:\n{src}\n{errors:#?}"
+    );
     let e = &errors[0];
     (e.line, e.col, e.message.clone())
 }

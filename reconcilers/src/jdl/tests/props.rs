@@ -31,11 +31,20 @@ fn sandbox_name() -> impl Strategy<Value = String> {
 /// InputSandbox entries with distinct base names, so they do not collide.
 fn input_sandbox() -> impl Strategy<Value = Vec<String>> {
     let base = segment().prop_filter("names a file", |s| s != "." && !s.contains(['*', '?', '[']));
-    let prefix = prop_oneof![Just(String::new()), Just("/data/".to_string()), Just("lib/".to_string())];
+    let prefix = prop_oneof![
+        Just(String::new()),
+        Just("/data/".to_string()),
+        Just("lib/".to_string())
+    ];
     prop::collection::btree_set(base, 0..4).prop_flat_map(move |bases: BTreeSet<String>| {
         let n = bases.len();
-        (Just(bases), prop::collection::vec(prefix.clone(), n))
-            .prop_map(|(bases, prefixes)| bases.into_iter().zip(prefixes).map(|(b, p)| p + &b).collect())
+        (Just(bases), prop::collection::vec(prefix.clone(), n)).prop_map(|(bases, prefixes)| {
+            bases
+                .into_iter()
+                .zip(prefixes)
+                .map(|(b, p)| p + &b)
+                .collect()
+        })
     })
 }
 
@@ -56,7 +65,8 @@ fn env_name() -> impl Strategy<Value = String> {
 
 /// A name for `other`: an identifier drover does not know.
 fn other_name() -> impl Strategy<Value = String> {
-    "[a-zA-Z_][a-zA-Z0-9_.]{0,10}".prop_filter("not a known name", |n| attrs::canonical(n).is_none())
+    "[a-zA-Z_][a-zA-Z0-9_.]{0,10}"
+        .prop_filter("not a known name", |n| attrs::canonical(n).is_none())
 }
 
 /// Expressions as `Requirements` and `Rank` hold them; each reads back as itself.
@@ -78,7 +88,9 @@ fn value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         text().prop_map(Value::Str),
         any::<i64>().prop_map(Value::Int),
-        any::<f64>().prop_filter("not NaN", |r| !r.is_nan()).prop_map(Value::Real),
+        any::<f64>()
+            .prop_filter("not NaN", |r| !r.is_nan())
+            .prop_map(Value::Real),
         any::<bool>().prop_map(Value::Bool),
         prop::sample::select(EXPRESSIONS).prop_map(|e| Value::Expr(e.to_string())),
     ];

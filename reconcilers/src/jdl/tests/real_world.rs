@@ -33,7 +33,15 @@ fn a_glite_user_guide_job_reads_with_its_requirements_and_rank_kept() {
     assert_eq!(job.retry_count, Some(3));
     assert_eq!(job.shallow_retry_count, Some(10));
     let names: Vec<&str> = job.other.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["VirtualOrganisation", "Requirements", "Rank", "MyProxyServer"]);
+    assert_eq!(
+        names,
+        [
+            "VirtualOrganisation",
+            "Requirements",
+            "Rank",
+            "MyProxyServer"
+        ]
+    );
     assert_eq!(
         other(&job, "Requirements"),
         Some(&Value::Expr(
@@ -78,7 +86,10 @@ fn a_glite_analysis_job_with_lowercase_names_and_all_comment_kinds_reads() {
     let (job, _) = parse_job(GLITE_ANALYSIS).expect("reads");
     assert_eq!(job.executable.as_deref(), Some("analysis.sh"));
     assert_eq!(job.input_sandbox.len(), 3);
-    assert_eq!(job.input_sandbox[1], "file:///home/user/config/analysis.cfg");
+    assert_eq!(
+        job.input_sandbox[1],
+        "file:///home/user/config/analysis.cfg"
+    );
     assert_eq!(
         job.environment,
         vec![
@@ -92,7 +103,10 @@ fn a_glite_analysis_job_with_lowercase_names_and_all_comment_kinds_reads() {
     assert_eq!(job.retry_count, Some(1));
     assert_eq!(job.shallow_retry_count, Some(3));
     assert_eq!(other(&job, "PerusalTimeInterval"), Some(&Value::Int(1000)));
-    assert_eq!(other(&job, "VirtualOrganisation"), Some(&Value::Str("atlas".into())));
+    assert_eq!(
+        other(&job, "VirtualOrganisation"),
+        Some(&Value::Str("atlas".into()))
+    );
 }
 
 const WMS_JOB_XML: &str = r#"[
@@ -176,9 +190,53 @@ fn a_collection_with_file_and_inline_nodes_passes_check() {
 
 #[test]
 fn real_world_files_survive_formatting_unchanged_in_meaning() {
-    for src in [GLITE_HOSTNAME, GLITE_ANALYSIS, WMS_JOB_XML, DIRAC_JOB, PARAMETRIC, COLLECTION] {
+    for src in [
+        GLITE_HOSTNAME,
+        GLITE_ANALYSIS,
+        WMS_JOB_XML,
+        DIRAC_JOB,
+        PARAMETRIC,
+        COLLECTION,
+    ] {
         let formatted = format(src).expect("formats");
         assert_eq!(job(&formatted), job(src), "{formatted}");
         assert_eq!(format(&formatted).expect("formats again"), formatted);
     }
+}
+
+/// docs/jdl.md shows users examples; each must read as the page says it does.
+#[test]
+fn every_jdl_example_in_the_user_docs_reads() {
+    let docs = include_str!("../../../../docs/jdl.md");
+    let blocks: Vec<&str> = docs.split("```").skip(1).step_by(2).collect();
+    let mut read = 0;
+    for block in blocks {
+        let block = block.trim_start_matches(|c: char| c.is_ascii_alphabetic());
+        if block.trim_start().starts_with("drover ") || block.trim_start().starts_with("job.jdl:") {
+            continue;
+        }
+        if let Err(diagnostics) = parse_job(block) {
+            panic!("a docs example does not read:\n{block}\n{diagnostics:#?}");
+        }
+        read += 1;
+    }
+    assert!(read >= 8, "only {read} examples found");
+    let wild = docs
+        .split("```")
+        .find(|b| b.contains("Analysis job submitted"))
+        .expect("the example from the wild");
+    let (_, warnings) = parse_job(wild).expect("reads");
+    assert_eq!(
+        warnings.len(),
+        2,
+        "the docs promise two warnings: {warnings:#?}"
+    );
+    let seed = "Prologue = {setup.sh}\nInputSandbox = {data.csv, analyse.py}\n\
+                OutputSandbox = {result.tar.gz}\nArguments = --rows 1000 data.csv\n\
+                Executable = analyse.py\n";
+    let formatted = format(seed).expect("formats");
+    assert!(
+        docs.contains(&formatted),
+        "docs show a different format of the seed:\n{formatted}"
+    );
 }

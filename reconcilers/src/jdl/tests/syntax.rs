@@ -34,12 +34,18 @@ Executable = analyse.py
     assert_eq!(job.output_sandbox, strs(&["result.tar.gz"]));
     assert_eq!(job.arguments.as_deref(), Some("--rows 1000 data.csv"));
     assert_eq!(job.executable.as_deref(), Some("analyse.py"));
-    assert_eq!(output_archive_candidate(&job.output_sandbox), Some("result.tar.gz"));
+    assert_eq!(
+        output_archive_candidate(&job.output_sandbox),
+        Some("result.tar.gz")
+    );
 }
 
 #[test]
 fn the_seed_writes_executable_with_no_spaces_semicolon_or_quotes() {
-    assert_eq!(job("Executable=executableName").executable.as_deref(), Some("executableName"));
+    assert_eq!(
+        job("Executable=executableName").executable.as_deref(),
+        Some("executableName")
+    );
 }
 
 #[test]
@@ -60,7 +66,10 @@ fn the_last_semicolon_is_optional_and_a_newline_ends_a_complete_value() {
 
 #[test]
 fn stray_semicolons_are_harmless() {
-    assert_eq!(job(";; Executable = a;;\n;").executable.as_deref(), Some("a"));
+    assert_eq!(
+        job(";; Executable = a;;\n;").executable.as_deref(),
+        Some("a")
+    );
 }
 
 #[test]
@@ -157,19 +166,34 @@ JobName = my job   # a comment after a space ends it
 #[test]
 fn a_bare_word_keeps_double_slashes_and_hashes_inside_it() {
     let job = job("Executable = a\nInputSandbox = {file:///home/u/data.txt, x#1.txt}\n");
-    assert_eq!(job.input_sandbox, strs(&["file:///home/u/data.txt", "x#1.txt"]));
+    assert_eq!(
+        job.input_sandbox,
+        strs(&["file:///home/u/data.txt", "x#1.txt"])
+    );
 }
 
 #[test]
 fn inside_brackets_a_bare_word_also_stops_at_the_closing_bracket() {
-    assert_eq!(job("[ Executable = /bin/hostname ]").executable.as_deref(), Some("/bin/hostname"));
+    assert_eq!(
+        job("[ Executable = /bin/hostname ]").executable.as_deref(),
+        Some("/bin/hostname")
+    );
 }
 
 #[test]
 fn a_single_value_where_a_list_is_expected_is_a_one_element_list() {
-    assert_eq!(job("Executable = a; InputSandbox = \"job.xml\";").input_sandbox, strs(&["job.xml"]));
-    assert_eq!(job("Executable = a; InputSandbox = job.xml;").input_sandbox, strs(&["job.xml"]));
-    assert_eq!(job("Executable = a; Prologue = \"/bin/false\";").prologue, strs(&["/bin/false"]));
+    assert_eq!(
+        job("Executable = a; InputSandbox = \"job.xml\";").input_sandbox,
+        strs(&["job.xml"])
+    );
+    assert_eq!(
+        job("Executable = a; InputSandbox = job.xml;").input_sandbox,
+        strs(&["job.xml"])
+    );
+    assert_eq!(
+        job("Executable = a; Prologue = \"/bin/false\";").prologue,
+        strs(&["/bin/false"])
+    );
 }
 
 #[test]
@@ -177,7 +201,9 @@ fn rank_with_a_leading_minus_is_an_expression_kept_as_source() {
     let job = job("Executable = a; Rank = -other.GlueCEStateEstimatedResponseTime;");
     assert_eq!(
         other(&job, "Rank"),
-        Some(&Value::Expr("-other.GlueCEStateEstimatedResponseTime".into()))
+        Some(&Value::Expr(
+            "-other.GlueCEStateEstimatedResponseTime".into()
+        ))
     );
 }
 
@@ -205,7 +231,9 @@ StdOutput = out
 ");
     assert_eq!(
         other(&job, "Requirements"),
-        Some(&Value::Expr("other.A > 2 &&\n               other.B == \"x\"".into()))
+        Some(&Value::Expr(
+            "other.A > 2 &&\n               other.B == \"x\"".into()
+        ))
     );
     assert_eq!(
         other(&job, "Rank"),
@@ -218,13 +246,19 @@ StdOutput = out
 fn unknown_attributes_with_non_literal_values_are_expressions() {
     let job = job("Executable = a; MyThing = foo bar; Server = gsiftp://host/dir;");
     assert_eq!(other(&job, "MyThing"), Some(&Value::Expr("foo bar".into())));
-    assert_eq!(other(&job, "Server"), Some(&Value::Expr("gsiftp://host/dir".into())));
+    assert_eq!(
+        other(&job, "Server"),
+        Some(&Value::Expr("gsiftp://host/dir".into()))
+    );
 }
 
 #[test]
 fn a_list_compared_in_an_expression_is_kept_as_an_expression() {
     let job = job("Executable = a; Check = {1, 2} == other.X;");
-    assert_eq!(other(&job, "Check"), Some(&Value::Expr("{1, 2} == other.X".into())));
+    assert_eq!(
+        other(&job, "Check"),
+        Some(&Value::Expr("{1, 2} == other.X".into()))
+    );
 }
 
 #[test]
@@ -252,7 +286,10 @@ fn an_unterminated_string_points_at_its_opening_quote() {
 fn a_missing_equals_sign_points_where_it_should_be() {
     let (line, col, message) = the_error("Executable \"run.sh\";");
     assert_eq!((line, col), (1, 12));
-    assert!(message.contains("expected `=` after `Executable`"), "{message}");
+    assert!(
+        message.contains("expected `=` after `Executable`"),
+        "{message}"
+    );
     let (line, col, _) = the_error("[\n  Executable = a;\n  StdOutput\n]");
     assert_eq!((line, col), (3, 12));
 }
@@ -264,7 +301,10 @@ fn an_unclosed_list_names_where_it_was_opened() {
     assert!(message.contains("list opened at 1:16"), "{message}");
     let (line, col, message) = the_error("Executable = x;\nInputSandbox = {\"a\",\n  \"b\"\n");
     assert_eq!((line, col), (4, 1));
-    assert!(message.contains("list opened at 2:16 is not closed"), "{message}");
+    assert!(
+        message.contains("list opened at 2:16 is not closed"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -278,7 +318,10 @@ fn an_extra_closing_brace_is_an_error_where_it_stands() {
 fn a_duplicate_attribute_names_both_positions() {
     let (line, col, message) = the_error("Executable = a\nStdOutput = o\n  executable = b\n");
     assert_eq!((line, col), (3, 3));
-    assert!(message.contains("1:1") && message.contains("3:3"), "{message}");
+    assert!(
+        message.contains("1:1") && message.contains("3:3"),
+        "{message}"
+    );
     assert!(message.contains("given twice"), "{message}");
 }
 
@@ -286,7 +329,10 @@ fn a_duplicate_attribute_names_both_positions() {
 fn a_missing_closing_bracket_names_the_opening_one() {
     let (line, col, message) = the_error("[\n  Executable = \"a\";\n");
     assert_eq!((line, col), (3, 1));
-    assert!(message.contains("missing `]` to close the `[` at 1:1"), "{message}");
+    assert!(
+        message.contains("missing `]` to close the `[` at 1:1"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -313,7 +359,10 @@ fn two_statements_on_a_line_need_a_semicolon() {
 fn a_missing_value_is_an_error_at_the_equals_sign() {
     let (line, col, message) = the_error("Arguments =\nExecutable = a\n");
     assert_eq!((line, col), (1, 12));
-    assert!(message.contains("missing value for `Arguments`"), "{message}");
+    assert!(
+        message.contains("missing value for `Arguments`"),
+        "{message}"
+    );
     let (line, col, _) = the_error("Executable = a; StdOutput = ;");
     assert_eq!((line, col), (1, 28));
 }
@@ -327,7 +376,8 @@ fn an_unterminated_block_comment_points_at_its_start() {
 
 #[test]
 fn unbalanced_parentheses_in_an_expression_are_errors() {
-    let (line, col, message) = the_error("Executable = a;\nRequirements = member(\"x\", other.Y;\n");
+    let (line, col, message) =
+        the_error("Executable = a;\nRequirements = member(\"x\", other.Y;\n");
     assert_eq!((line, col), (3, 1));
     assert!(message.contains("`(` at 2:22 is not closed"), "{message}");
     let (line, col, _) = the_error("Executable = a;\nRank = other.X);");
@@ -368,6 +418,9 @@ fn after_a_syntax_error_nothing_else_is_reported() {
 #[test]
 fn quotes_inside_a_bare_word_protect_what_they_enclose() {
     let job = job("Executable = a\nArguments = --title \"a, b; c\" --x 'd}e'\nJobName = it's; StdOutput = o\n");
-    assert_eq!(job.arguments.as_deref(), Some("--title \"a, b; c\" --x 'd}e'"));
+    assert_eq!(
+        job.arguments.as_deref(),
+        Some("--title \"a, b; c\" --x 'd}e'")
+    );
     assert_eq!(job.job_name.as_deref(), Some("it's"));
 }

@@ -98,20 +98,38 @@ fn strings_are_quoted_with_escapes() {
         ..Default::default()
     };
     let text = job.to_canonical();
-    assert!(text.contains(r#"Arguments = "say \"hi\"\\ \n\t\r é";"#), "{text}");
+    assert!(
+        text.contains(r#"Arguments = "say \"hi\"\\ \n\t\r é";"#),
+        "{text}"
+    );
     assert_eq!(super::job(&text), job);
 }
 
 #[test]
 fn an_explicitly_empty_list_is_left_out_and_reads_back_as_empty() {
-    let formatted = format("Executable = a; InputSandbox = {}; Environment = {};").expect("formats");
-    assert_eq!(formatted, "[\n  Type = \"Job\";\n  Executable = \"a\";\n]\n");
+    let formatted =
+        format("Executable = a; InputSandbox = {}; Environment = {};").expect("formats");
+    assert_eq!(
+        formatted,
+        "[\n  Type = \"Job\";\n  Executable = \"a\";\n]\n"
+    );
     assert!(job(&formatted).input_sandbox.is_empty());
 }
 
 #[test]
 fn reals_round_trip_exactly() {
-    for r in [0.1, 1.0, -0.0, 1e-7, 1e16, 123456.789, f64::MAX, f64::MIN_POSITIVE, 5e-324, f64::INFINITY] {
+    for r in [
+        0.1,
+        1.0,
+        -0.0,
+        1e-7,
+        1e16,
+        123456.789,
+        f64::MAX,
+        f64::MIN_POSITIVE,
+        5e-324,
+        f64::INFINITY,
+    ] {
         let job = JobDescription {
             executable: Some("a".into()),
             other: vec![("Ratio".into(), Value::Real(r))],
@@ -119,7 +137,9 @@ fn reals_round_trip_exactly() {
         };
         let back = super::job(&job.to_canonical());
         assert_eq!(back, job, "{r:?}");
-        let Some(Value::Real(b)) = other(&back, "Ratio") else { panic!("{back:?}") };
+        let Some(Value::Real(b)) = other(&back, "Ratio") else {
+            panic!("{back:?}")
+        };
         assert_eq!(b.to_bits(), r.to_bits(), "{r:?}");
     }
 }
