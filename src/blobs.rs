@@ -162,21 +162,6 @@ impl Blobs {
         Ok(n)
     }
 
-    pub async fn put_file(
-        &self,
-        key: &BlobPath,
-        path: &Path,
-        limit: u64,
-    ) -> Result<u64, BlobError> {
-        let file = tokio::fs::File::open(path)
-            .await
-            .map_err(|source| BlobError::Io {
-                context: format!("opening {}", path.display()),
-                source,
-            })?;
-        self.put_reader(key, file, limit).await
-    }
-
     pub async fn get_stream(
         &self,
         key: &BlobPath,
@@ -189,20 +174,6 @@ impl Blobs {
                 source,
             }),
         }
-    }
-
-    pub async fn get_bytes(&self, key: &BlobPath) -> Result<Bytes, BlobError> {
-        let result = match self.store.get(key).await {
-            Ok(r) => r.bytes().await,
-            Err(e) => Err(e),
-        };
-        result.map_err(|source| match source {
-            object_store::Error::NotFound { .. } => BlobError::NotFound(key.to_string()),
-            source => BlobError::Store {
-                context: format!("reading {key}"),
-                source,
-            },
-        })
     }
 
     pub async fn exists(&self, key: &BlobPath) -> Result<bool, BlobError> {

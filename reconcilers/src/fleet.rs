@@ -96,8 +96,9 @@ pub fn reconcile(s: &FleetSnapshot) -> Vec<FleetAction> {
         let age = s.now.since(inst.launched_at);
         let worker = worker_of.get(&inst.id).copied();
         if !observed.contains_key(&inst.id) {
-            // Gone at the provider (or not visible yet, within the grace).
-            if inst.state == InstanceState::Terminating || age >= s.timeouts.launch_grace_ms {
+            // Gone at the provider, or not visible yet: the grace covers only an
+            // instance never seen running (its worker never registered).
+            if inst.state == InstanceState::Terminating || worker.is_some() || age >= s.timeouts.launch_grace_ms {
                 actions.push(FleetAction::Forget {
                     instance: inst.id.clone(),
                 });

@@ -103,18 +103,25 @@ fn an_instance_whose_worker_stopped_pinging_is_terminated_as_lost() {
     }));
 }
 
+/// Regression: a killed worker's instance, seconds old, was counted as serving
+/// for the whole launch grace, so its replacement waited 30 s.
 #[test]
-fn a_vanished_instance_is_forgotten_and_its_worker_lost_at_once() {
+fn a_vanished_instance_whose_worker_registered_is_forgotten_and_replaced_at_once() {
     let s = settings(0, 1, 1);
     let inst = [instance("w1", 0)];
-    let workers = [worker("w1", 40_000, None)];
-    let actions = reconcile(&snapshot(40_000, &s, &inst, &[], &workers, &[]));
+    let workers = [worker("w1", 2_000, None)];
+    let jobs = queued(1);
+    let actions = reconcile(&snapshot(2_000, &s, &inst, &[], &workers, &jobs));
     assert!(actions.contains(&FleetAction::Forget {
         instance: InstanceId::new("w1")
     }));
     assert!(actions.contains(&FleetAction::MarkWorkerLost {
         worker: WorkerId::new("w1")
     }));
+    assert!(
+        actions.contains(&FleetAction::Launch { count: 1 }),
+        "{actions:?}"
+    );
 }
 
 #[test]

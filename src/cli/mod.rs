@@ -72,7 +72,7 @@ pub struct JobFlags {
     #[arg(long, conflicts_with = "file")]
     executable: Option<String>,
     /// One argument of the program (repeatable, in order).
-    #[arg(long = "argument", requires = "executable")]
+    #[arg(long = "argument", requires = "executable", allow_hyphen_values = true)]
     arguments: Vec<String>,
     /// A file to ship into the sandbox (repeatable).
     #[arg(long = "input", requires = "executable")]

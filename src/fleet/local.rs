@@ -166,7 +166,9 @@ impl Fleet for LocalFleet {
 
     async fn terminate(&self, instance: &Instance) -> Result<(), FleetError> {
         let Some(p) = self.find(&instance.id)? else {
-            return Ok(()); // already gone
+            // Already gone; a worker killed with -9 may have left job processes.
+            kill_orphaned_jobs(&instance.id);
+            return Ok(());
         };
         let pid = Pid::from_raw(p.pid);
         if let Err(e) = signal::kill(pid, signal::Signal::SIGTERM) {
@@ -190,6 +192,7 @@ impl Fleet for LocalFleet {
                 tracing::warn!(instance = %id, "worker ignored SIGTERM; sending SIGKILL");
                 let _ = signal::kill(pid, signal::Signal::SIGKILL);
             }
+            kill_orphaned_jobs(&id);
         });
         Ok(())
     }
@@ -210,6 +213,35 @@ impl Fleet for LocalFleet {
 
     fn name(&self) -> &'static str {
         "local"
+    }
+}
+
+/// Kills what is left of the jobs of a worker that is gone. A job's direct child
+/// dies with its worker (parent-death signal), but what that child started lives
+/// on; every job process carries `DROVER_INSTANCE=<id>` in its environment.
+fn kill_orphaned_jobs(instance: &InstanceId) {
+    let marker = format!("DROVER_INSTANCE={instance}");
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if environ
+            .split(|b| *b == 0)
+            .any(|var| var == marker.as_bytes())
+        {
+            tracing::info!(%instance, pid, "killing a job process its worker left behind");
+            let _ = signal::kill(Pid::from_raw(pid), signal::Signal::SIGKILL);
+        }
     }
 }
 

@@ -80,6 +80,7 @@ pub struct PackPlan {
 /// Reads, checks and packs the JDL at `path`, streaming the input archive into
 /// `out`. On `Err`, nothing was written unless the error is [`PackError::Write`]
 /// or [`PackError::Changed`] (a file changed under us): then discard `out`.
+#[cfg(test)]
 pub fn pack_jdl_file(
     path: &Path,
     limits: &PackLimits,
@@ -91,6 +92,7 @@ pub fn pack_jdl_file(
 /// Checks and packs a job described in memory, with relative paths taken from
 /// `base_dir`; `source_name` is what messages call it (a file name, or
 /// "command line").
+#[cfg(test)]
 pub fn pack_description(
     job: JobDescription,
     base_dir: &Path,

@@ -51,6 +51,10 @@ pub async fn tick(c: &Controller) -> anyhow::Result<()> {
             }
             FleetAction::Forget { instance } => {
                 tracing::info!(%instance, "instance is gone; forgetting it");
+                if let Some(record) = known.get(&instance) {
+                    // Gone is gone, but the provider may have leftovers to sweep.
+                    c.fleet.terminate(record).await?;
+                }
                 c.store.delete_instance(&instance).await?;
                 for w in workers.iter().filter(|w| w.instance == instance) {
                     c.store.delete_worker(&w.id).await?;

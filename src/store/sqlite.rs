@@ -150,6 +150,7 @@ impl SqliteStore {
     }
 
     /// A private store in memory, gone when dropped: for tests.
+    #[cfg(test)]
     pub fn open_in_memory() -> StoreResult<SqliteStore> {
         let context = "opening store in memory";
         let conn = Connection::open_in_memory().map_err(|e| StoreError::backend(context, e))?;

@@ -100,6 +100,12 @@ impl AttemptContext {
         let env = JobEnv::from_worker(vec![
             ("DROVER_JOB_ID".to_string(), a.job.to_string()),
             ("DROVER_ATTEMPT".to_string(), a.attempt.to_string()),
+            // Marks the job's processes as this instance's, so that the fleet can
+            // find any left behind if the worker dies.
+            (
+                "DROVER_INSTANCE".to_string(),
+                self.config.instance.to_string(),
+            ),
         ]);
         let limits = AttemptLimits {
             max_output_bytes: self.config.max_output_bytes,

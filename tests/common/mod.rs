@@ -24,7 +24,9 @@ pub fn drover_bin() -> &'static str {
 
 /// The example jobs shipped with the repository.
 pub fn manifests_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests").join("jobs")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("manifests")
+        .join("jobs")
 }
 
 /// The short timings every controller of the tests runs with.
@@ -37,8 +39,8 @@ pub const FAST: &[&str] = &[
     "200ms",
 ];
 
-/// Polls `probe` until it gives a value or `within` has passed; then panics with
-/// `what` (and the last thing `probe` said through `last`).
+/// Polls `probe` every 50ms until it gives a value; panics naming `what` once
+/// `within` has passed.
 pub fn wait_for<T>(within: Duration, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + within;
     loop {
@@ -66,7 +68,10 @@ pub struct TestDir {
 
 impl TestDir {
     pub fn new() -> TestDir {
-        let tmp = tempfile::Builder::new().prefix("drover-test-").tempdir().expect("creating a temp dir");
+        let tmp = tempfile::Builder::new()
+            .prefix("drover-test-")
+            .tempdir()
+            .expect("creating a temp dir");
         let root = fs::canonicalize(tmp.path()).expect("canonical temp dir");
         TestDir { tmp, root }
     }
@@ -143,7 +148,12 @@ impl Run {
 
     /// The last non-empty line of stdout.
     pub fn last_line(&self) -> &str {
-        self.stdout.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim()
+        self.stdout
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim()
     }
 }
 
@@ -154,7 +164,10 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    let args: Vec<std::ffi::OsString> = args.into_iter().map(|a| a.as_ref().to_os_string()).collect();
+    let args: Vec<std::ffi::OsString> = args
+        .into_iter()
+        .map(|a| a.as_ref().to_os_string())
+        .collect();
     // Outputs go to files outside the test folder: a pipe could fill up while we poll.
     let out = tempfile::NamedTempFile::new().expect("stdout file");
     let err = tempfile::NamedTempFile::new().expect("stderr file");
@@ -187,7 +200,10 @@ where
 }
 
 fn show_args(args: &[std::ffi::OsString]) -> String {
-    args.iter().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ")
+    args.iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
@@ -224,14 +240,22 @@ impl Controller {
     }
 
     /// Starts a controller in `dir` with its data in `dir/<data>`, the fast timings
-    /// and `extra` flags; waits until it says where it listens.
+    /// and `extra` flags (`--listen 127.0.0.1:0` unless they say otherwise); waits
+    /// until it says where it listens.
     pub fn start_with(dir: &TestDir, data: &str, extra: &[&str]) -> Controller {
         let data_dir = dir.join(data);
-        let log = tempfile::Builder::new().prefix("drover-test-controller-").suffix(".log").tempfile().expect("log file");
+        let log = tempfile::Builder::new()
+            .prefix("drover-test-controller-")
+            .suffix(".log")
+            .tempfile()
+            .expect("log file");
         let log_file = log.reopen().expect("controller log");
         let mut cmd = Command::new(drover_bin());
-        cmd.arg("controller")
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        cmd.arg("controller");
+        if !extra.contains(&"--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        cmd.arg("--data-dir")
             .arg(&data_dir)
             .args(FAST)
             .args(extra)
@@ -244,15 +268,27 @@ impl Controller {
         let mut child = cmd.spawn().expect("starting drover controller");
         let url = wait_for(Duration::from_secs(20), "the controller to listen", || {
             if let Ok(Some(status)) = child.try_wait() {
-                panic!("the controller exited with {status}:\n{}", fs::read_to_string(log.path()).unwrap_or_default());
+                panic!(
+                    "the controller exited with {status}:\n{}",
+                    fs::read_to_string(log.path()).unwrap_or_default()
+                );
             }
             let text = fs::read_to_string(log.path()).unwrap_or_default();
             text.lines()
                 .find_map(|l| l.split("drover controller listening on ").nth(1))
                 .map(|u| u.trim().to_string())
         });
-        assert!(url.starts_with("http://127.0.0.1:"), "unexpected address {url}");
-        Controller { child: Some(child), url, cwd: dir.path().to_path_buf(), data_dir, log }
+        assert!(
+            url.starts_with("http://127.0.0.1:"),
+            "unexpected address {url}"
+        );
+        Controller {
+            child: Some(child),
+            url,
+            cwd: dir.path().to_path_buf(),
+            data_dir,
+            log,
+        }
     }
 
     /// Runs `drover ARGS` in the test folder with `DROVER_CONTROLLER` set to us.
@@ -266,7 +302,9 @@ impl Controller {
 
     /// `drover submit FILE`; returns the id (stdout holds nothing else).
     pub fn submit(&self, file: &Path) -> String {
-        let run = self.drover([OsStr::new("submit"), file.as_os_str()]).expect_ok("drover submit");
+        let run = self
+            .drover([OsStr::new("submit"), file.as_os_str()])
+            .expect_ok("drover submit");
         let id = run.stdout.trim().to_string();
         assert!(
             !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric()),
@@ -289,19 +327,23 @@ impl Controller {
     }
 
     /// Waits until the job satisfies `pred`; returns it.
-    pub fn wait_job(&self, id: &str, within: Duration, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        let mut last = Value::Null;
+    pub fn wait_job(
+        &self,
+        id: &str,
+        within: Duration,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + within;
         loop {
             let job = self.job(id);
             if pred(&job) {
                 return job;
             }
-            last = job;
             if Instant::now() >= deadline {
                 panic!(
                     "timed out after {within:?} waiting for job {id} to be {what}; last seen:\n{}\ncontroller log:\n{}",
-                    serde_json::to_string_pretty(&last).unwrap_or_default(),
+                    serde_json::to_string_pretty(&job).unwrap_or_default(),
                     self.log_tail()
                 );
             }
@@ -312,7 +354,10 @@ impl Controller {
     /// Waits until the job is in a final state; returns it.
     pub fn wait_done(&self, id: &str, within: Duration) -> Value {
         self.wait_job(id, within, "finished", |j| {
-            matches!(j["state"].as_str(), Some("succeeded" | "failed" | "cancelled"))
+            matches!(
+                j["state"].as_str(),
+                Some("succeeded" | "failed" | "cancelled")
+            )
         })
     }
 
@@ -349,7 +394,10 @@ impl Controller {
             None => {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("the controller did not stop within {within:?} of SIGTERM:\n{}", self.log_tail());
+                panic!(
+                    "the controller did not stop within {within:?} of SIGTERM:\n{}",
+                    self.log_tail()
+                );
             }
         }
     }
@@ -367,7 +415,12 @@ impl Controller {
     /// The value of an unlabelled Prometheus counter on `/metrics` (0 when absent).
     pub fn metric(&self, name: &str) -> f64 {
         let text = block_on(async {
-            reqwest::get(format!("{}/metrics", self.url)).await.expect("GET /metrics").text().await.expect("body")
+            reqwest::get(format!("{}/metrics", self.url))
+                .await
+                .expect("GET /metrics")
+                .text()
+                .await
+                .expect("body")
         });
         text.lines()
             .filter(|l| !l.starts_with('#'))
@@ -417,7 +470,10 @@ pub fn http(base: &str, method: &str, path: &str, body: Option<Value>) -> (u16, 
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req.send().await.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+        let resp = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap_or_default();
         let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
@@ -489,7 +545,12 @@ pub fn proc_state(pid: i32) -> Option<char> {
 /// The parent of a process.
 pub fn parent_pid(pid: i32) -> Option<i32> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// Where a process works (its current directory), if we may see it.
@@ -512,7 +573,12 @@ pub fn worker_processes(data_dir: &Path) -> Vec<(i32, String)> {
         if args.get(1).map(String::as_str) != Some("worker") {
             continue;
         }
-        let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+        let flag = |name: &str| {
+            args.iter()
+                .position(|a| a == name)
+                .and_then(|i| args.get(i + 1))
+                .cloned()
+        };
         if flag("--cluster").as_deref() != Some(tag.as_str()) {
             continue;
         }
@@ -564,7 +630,9 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&d) else { continue };
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
         for e in entries.flatten() {
             let p = e.path();
             match e.file_type() {
@@ -591,7 +659,10 @@ pub fn raw_tar_gz(entries: &[(&[u8], &[u8])]) -> Vec<u8> {
         let mut header = tar::Header::new_gnu();
         {
             let gnu = header.as_gnu_mut().expect("a GNU header");
-            assert!(name.len() < gnu.name.len(), "name too long for a raw header");
+            assert!(
+                name.len() < gnu.name.len(),
+                "name too long for a raw header"
+            );
             gnu.name = [0; 100];
             gnu.name[..name.len()].copy_from_slice(name);
         }
@@ -600,7 +671,9 @@ pub fn raw_tar_gz(entries: &[(&[u8], &[u8])]) -> Vec<u8> {
         header.set_entry_type(tar::EntryType::Regular);
         header.set_mtime(0);
         header.set_cksum();
-        builder.append(&header, *data).expect("appending a tar entry");
+        builder
+            .append(&header, *data)
+            .expect("appending a tar entry");
     }
     let gz = builder.into_inner().expect("finishing the tar");
     gz.finish().expect("finishing the gzip")

@@ -204,13 +204,25 @@ impl<'a> Parser<'a> {
             // record or file, and `statements` decides whether that is right.
             None | Some('\n') | Some(']') => {}
             Some(c) => {
+                let unquoted = attrs::mode_of(&name) == Mode::Bare
+                    && matches!(value.kind, Kind::Str(_))
+                    && !self
+                        .cur
+                        .src()
+                        .get(value.pos.offset..)
+                        .is_some_and(|v| v.starts_with('"'));
+                let hint = if unquoted && matches!(c, ',' | '}') {
+                    "; put the value in quotes if it contains `,` or `}`"
+                } else {
+                    ""
+                };
                 return Err(SyntaxError::new(
                     self.cur.pos(),
                     format!(
-                        "expected `;` or a new line after the value of `{name}`, found {}",
+                        "expected `;` or a new line after the value of `{name}`, found {}{hint}",
                         show_char(c)
                     ),
-                ))
+                ));
             }
         }
         Ok(Stmt {
@@ -228,7 +240,12 @@ impl<'a> Parser<'a> {
             self.cur.skip_trivia(true)?;
             // A bare word on the next line is much more likely the next statement
             // than this one's value (`Arguments =` then `Executable = x`).
-            if mode == Mode::Bare && !matches!(self.cur.peek(), Some('"' | '{' | '[')) {
+            // For an expression, only a line that reads as a statement is refused.
+            let next_is_value = match mode {
+                Mode::Bare => matches!(self.cur.peek(), Some('"' | '{' | '[')),
+                Mode::Expr => !starts_statement(self.cur),
+            };
+            if !next_is_value {
                 return Err(missing_value(after_eq, name));
             }
         }
@@ -464,6 +481,18 @@ impl<'a> Parser<'a> {
         };
         Ok(Node { pos: start, kind })
     }
+}
+
+/// Does a statement (`Name =`, not `Name ==`) start at the cursor?
+fn starts_statement(mut cur: Cursor<'_>) -> bool {
+    if !cur.peek().is_some_and(is_name_start) {
+        return false;
+    }
+    cur.name();
+    while cur.peek().is_some_and(is_space) {
+        cur.bump();
+    }
+    cur.bump() == Some('=') && cur.peek() != Some('=')
 }
 
 /// The cursor just after the quote that closes the one `cur` is on, if it is

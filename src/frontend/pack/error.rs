@@ -172,6 +172,7 @@ impl PackError {
     }
 
     /// The individual problems (one, or each of `Several`).
+    #[cfg(test)]
     pub fn problems(&self) -> &[PackError] {
         match self {
             PackError::Several(all) => all,

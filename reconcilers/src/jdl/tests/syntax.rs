@@ -424,3 +424,28 @@ fn quotes_inside_a_bare_word_protect_what_they_enclose() {
     );
     assert_eq!(job.job_name.as_deref(), Some("it's"));
 }
+
+#[test]
+fn a_brace_in_an_unquoted_value_suggests_quotes() {
+    let (line, col, message) = the_error("Executable = a\nArguments = -e {x}\n");
+    assert_eq!((line, col), (2, 18));
+    assert!(
+        message.ends_with("put the value in quotes if it contains `,` or `}`"),
+        "{message}"
+    );
+}
+
+#[test]
+fn an_expression_may_start_on_the_next_line_unless_a_statement_does() {
+    let job = job("Executable = a\nRequirements =\n  other.X > 1\n");
+    assert_eq!(
+        other(&job, "Requirements"),
+        Some(&Value::Expr("other.X > 1".into()))
+    );
+    let (line, col, message) = the_error("Requirements =\nExecutable = a\n");
+    assert_eq!((line, col), (1, 15));
+    assert!(
+        message.contains("missing value for `Requirements`"),
+        "{message}"
+    );
+}

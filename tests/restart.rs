@@ -1,0 +1,186 @@
+//! A controller killed with SIGKILL while jobs run, restarted on the same data
+//! folder: every job still finishes, and no worker of the cluster outlives the
+//! controller that is stopped at the end.
+
+mod common;
+
+use common::{cmdline, read, wait_for, Controller, TestDir};
+use std::time::Duration;
+
+/// Each attempt writes its number and runs for two seconds.
+const TWO_SECONDS: &str = r#"[
+  Executable = "/bin/sh";
+  Arguments = "-c 'echo attempt $DROVER_ATTEMPT > out.txt; sleep 2'";
+  OutputSandbox = {"out.txt"};
+]
+"#;
+
+/// A loopback port nothing listens on right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Submits `n` jobs and waits until all of them run.
+fn start_running_jobs(ctl: &Controller, dir: &TestDir, n: usize) -> Vec<String> {
+    let file = dir.write("job.jdl", TWO_SECONDS);
+    let ids: Vec<String> = (0..n).map(|_| ctl.submit(&file)).collect();
+    for id in &ids {
+        ctl.wait_job(id, Duration::from_secs(20), "running", |j| {
+            j["state"] == "running"
+        });
+    }
+    ids
+}
+
+/// Workers of the cluster that still point at `url`.
+fn workers_pointing_at(ctl: &Controller, url: &str) -> Vec<(i32, String)> {
+    ctl.workers()
+        .into_iter()
+        .filter(|(pid, _)| {
+            cmdline(*pid)
+                .windows(2)
+                .any(|w| w[0] == "--controller" && w[1] == url)
+        })
+        .collect()
+}
+
+/// Stops the controller with SIGTERM and checks that it took its workers along.
+fn stop_and_check_no_worker_is_left(mut ctl: Controller) {
+    let status = ctl.stop(Duration::from_secs(20)).expect("it was running");
+    assert!(
+        status.success(),
+        "the controller exited with {status}:\n{}",
+        ctl.log_tail()
+    );
+    let data_dir = ctl.data_dir.clone();
+    let left = wait_for(
+        Duration::from_secs(10),
+        "no worker of the cluster to be left",
+        || {
+            let left = common::worker_processes(&data_dir);
+            left.is_empty().then_some(left)
+        },
+    );
+    assert!(left.is_empty());
+}
+
+#[test]
+fn jobs_running_when_the_controller_is_killed_finish_after_it_restarts_on_a_new_port() {
+    let dir = TestDir::new();
+    let mut first = Controller::start_with(&dir, "data", &["--slots-per-worker", "2"]);
+    let ids = start_running_jobs(&first, &dir, 2);
+    let old_url = first.url.clone();
+    let old_workers = first.workers();
+    assert!(!old_workers.is_empty());
+
+    first.kill9();
+    let second = Controller::start_with(&dir, "data", &["--slots-per-worker", "2"]);
+    assert_ne!(second.url, old_url, "a new port");
+
+    for id in &ids {
+        let job = second.wait_done(id, Duration::from_secs(30));
+        assert_eq!(job["state"], "succeeded", "{job:#}");
+        let attempts = job["attempts"].as_array().cloned().unwrap_or_default();
+        let outcomes: Vec<&str> = attempts
+            .iter()
+            .filter_map(|a| a["outcome"].as_str())
+            .collect();
+        // The old worker cannot report to the new port: its attempt is written off
+        // when it misses its heartbeats, and the job runs again.
+        assert_eq!(outcomes, ["worker_lost", "succeeded"], "{job:#}");
+        let last = attempts.last().cloned().expect("an attempt");
+        assert!(
+            !old_workers.iter().any(|(_, w)| last["worker"] == w.as_str()),
+            "the accepted attempt ran on a worker of the new controller (the old ones cannot reach it): {job:#}"
+        );
+        let n = last["number"].as_u64().expect("attempt number");
+        second
+            .drover(["fetch", id, "--out", &format!("out-{id}")])
+            .expect_ok("fetch");
+        assert_eq!(
+            read(&dir.join(format!("out-{id}")).join("out.txt")),
+            format!("attempt {n}\n")
+        );
+    }
+    // The workers of the killed controller point at a port nobody serves: the new
+    // controller must not leave them running.
+    wait_for(
+        Duration::from_secs(15),
+        "the old workers to be gone",
+        || {
+            workers_pointing_at(&second, &old_url)
+                .is_empty()
+                .then_some(())
+        },
+    );
+    stop_and_check_no_worker_is_left(second);
+}
+
+#[test]
+fn a_controller_restarted_on_the_same_address_adopts_its_workers_and_their_jobs() {
+    let dir = TestDir::new();
+    let port = free_port().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let mut first = Controller::start_with(
+        &dir,
+        "data",
+        &["--listen", &listen, "--slots-per-worker", "2"],
+    );
+    let ids = start_running_jobs(&first, &dir, 2);
+    let old_workers = first.workers();
+
+    first.kill9();
+    let second = Controller::start_with(
+        &dir,
+        "data",
+        &["--listen", &listen, "--slots-per-worker", "2"],
+    );
+    assert_eq!(second.url, format!("http://{listen}"));
+
+    for id in &ids {
+        let job = second.wait_done(id, Duration::from_secs(30));
+        assert_eq!(job["state"], "succeeded", "{job:#}");
+        let attempts = job["attempts"].as_array().expect("attempts");
+        assert_eq!(
+            attempts.len(),
+            1,
+            "the running attempt was adopted, not run again: {job:#}"
+        );
+        assert!(
+            old_workers
+                .iter()
+                .any(|(_, w)| attempts[0]["worker"] == w.as_str()),
+            "{job:#}"
+        );
+    }
+    let adopted = second.workers();
+    assert!(
+        old_workers.iter().all(|w| adopted.contains(w)),
+        "the running workers were kept: before {old_workers:?}, after {adopted:?}"
+    );
+    stop_and_check_no_worker_is_left(second);
+}
+
+#[test]
+fn a_second_controller_on_a_data_folder_in_use_is_refused() {
+    let dir = TestDir::new();
+    let _first = Controller::start(&dir);
+    let run = common::run_drover(
+        dir.path(),
+        [
+            "controller",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            "data",
+        ],
+        None,
+        Duration::from_secs(20),
+    );
+    assert_ne!(run.code, Some(0), "{run:#?}");
+    assert!(run.stderr.contains("another drover controller"), "{run:#?}");
+}
