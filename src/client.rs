@@ -35,20 +35,26 @@ impl ClientError {
     }
 }
 
+/// Cheap to clone; clones share the controller's address, which a worker may
+/// change when its controller comes back elsewhere.
 #[derive(Clone)]
 pub struct Client {
-    base: String,
+    base: std::sync::Arc<std::sync::RwLock<String>>,
     http: reqwest::Client,
+}
+
+fn normalise(base: &str) -> String {
+    let base = base.trim().trim_end_matches('/');
+    if base.contains("://") {
+        base.to_string()
+    } else {
+        format!("http://{base}")
+    }
 }
 
 impl Client {
     pub fn new(base: &str) -> Client {
-        let base = base.trim_end_matches('/');
-        let base = if base.contains("://") {
-            base.to_string()
-        } else {
-            format!("http://{base}")
-        };
+        let base = std::sync::Arc::new(std::sync::RwLock::new(normalise(base)));
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .build()
@@ -56,16 +62,21 @@ impl Client {
         Client { base, http }
     }
 
-    pub fn base(&self) -> &str {
-        &self.base
+    pub fn base(&self) -> String {
+        self.base.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Points this client (and its clones) at another controller address.
+    pub fn set_base(&self, base: &str) {
+        *self.base.write().unwrap_or_else(|p| p.into_inner()) = normalise(base);
     }
 
     fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+        format!("{}{path}", self.base())
     }
 
     fn transport_error(&self, e: reqwest::Error) -> ClientError {
-        let url = self.base.clone();
+        let url = self.base();
         let detail = std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| s.to_string());
         if e.is_connect() {
             ClientError::Unreachable { url, detail }

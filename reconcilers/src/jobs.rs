@@ -84,8 +84,9 @@ pub fn assign(job: &Job, worker: &WorkerId, now: Timestamp) -> Job {
     next
 }
 
-/// Checks that `worker` holds the current attempt `attempt` of an active job.
-fn check_current(job: &Job, worker: &WorkerId, attempt: u32) -> Result<(), Refusal> {
+/// Checks that `worker` holds the current attempt `attempt` of an active job:
+/// the fence on every report and upload of a worker.
+pub fn check_current(job: &Job, worker: &WorkerId, attempt: u32) -> Result<(), Refusal> {
     let current = job.current_attempt();
     let current_no = current.map_or(0, |a| a.number);
     if attempt != current_no || !job.state.is_on_worker() {

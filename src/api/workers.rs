@@ -264,24 +264,7 @@ pub async fn upload_attempt_blob(
         },
     };
     let job = load_job(&c, &id).await?;
-    let current = job.current_attempt();
-    if !job.state.is_on_worker() || current.map(|a| a.number) != Some(attempt) {
-        crate::metrics::METRICS.stale_reports.inc();
-        return Err(ApiError::conflict(format!(
-            "attempt {attempt} of job {id} is stale: the job is {} at attempt {}; upload refused",
-            job.state,
-            current.map_or(0, |a| a.number)
-        )));
-    }
-    if current.map(|a| &a.worker) != Some(&q.worker) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            format!(
-                "attempt {attempt} of job {id} does not belong to worker {}",
-                q.worker
-            ),
-        ));
-    }
+    refused_is_stale(jobs::check_current(&job, &q.worker, attempt).map(|()| job))?;
     let reader =
         tokio_util::io::StreamReader::new(body.into_data_stream().map_err(std::io::Error::other));
     let limit = c.config.max_output_bytes;

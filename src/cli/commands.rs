@@ -255,6 +255,7 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<u8> {
         .with_context(|| format!("resolving {}", work_dir.display()))?;
     let config = crate::worker::WorkerConfig {
         controller: args.controller,
+        controller_file: args.controller_file,
         instance: InstanceId::new(args.instance_id),
         slots: args.slots.max(1),
         ping_interval: args.ping_interval,

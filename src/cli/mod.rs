@@ -194,6 +194,10 @@ enum JdlCommand {
 pub struct WorkerArgs {
     #[arg(long, env = crate::client::CONTROLLER_ENV)]
     controller: String,
+    /// A file with the controller's current address, read again when it cannot be
+    /// reached (the local fleet passes it).
+    #[arg(long)]
+    controller_file: Option<PathBuf>,
     /// This worker's instance id (its worker id too).
     #[arg(long)]
     instance_id: String,

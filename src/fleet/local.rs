@@ -23,6 +23,8 @@ pub struct LocalFleet {
     pub exe: PathBuf,
     /// Where workers reach the controller.
     pub controller_url: String,
+    /// The file holding that address, which workers re-read when they lose it.
+    pub controller_file: PathBuf,
     /// This cluster's tag, on every worker's command line.
     pub cluster: String,
     /// Workers keep their sandboxes and logs under `<dir>/<instance-id>/`.
@@ -135,6 +137,8 @@ impl Fleet for LocalFleet {
         let mut cmd = std::process::Command::new(&self.exe);
         cmd.arg("worker")
             .args(["--controller", &self.controller_url])
+            .arg("--controller-file")
+            .arg(&self.controller_file)
             .args(["--instance-id", instance.id.as_str()])
             .args(["--cluster", &self.cluster])
             .args(["--launched-at", &instance.launched_at.0.to_string()])

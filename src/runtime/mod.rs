@@ -144,10 +144,14 @@ pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController
         )
         })?;
     let addr = listener.local_addr()?;
+    let controller_file = std::path::absolute(config.data_dir.join("controller.url"))?;
+    std::fs::write(&controller_file, format!("http://{addr}\n"))
+        .with_context(|| format!("writing {}", controller_file.display()))?;
     let wake = Wakeups::default();
     let fleet: Arc<dyn Fleet> = Arc::new(LocalFleet {
         exe: std::env::current_exe().context("finding the drover binary to start workers from")?,
         controller_url: format!("http://{addr}"),
+        controller_file,
         cluster: crate::fleet::local::cluster_tag(&config.data_dir),
         workers_dir: std::path::absolute(config.workers_dir())?,
         slots: config.fleet.slots_per_worker,

@@ -195,7 +195,7 @@ impl AttemptContext {
             let file = tokio::fs::File::open(path)
                 .await
                 .map_err(|e| ClientError::Other {
-                    url: self.client.base().to_string(),
+                    url: self.client.base(),
                     detail: format!("opening {}: {e}", path.display()),
                 })?;
             let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));

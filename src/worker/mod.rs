@@ -32,6 +32,10 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     pub controller: String,
+    /// A file holding the controller's current address: read again whenever the
+    /// controller cannot be reached, so that a controller restarted on another
+    /// port finds its workers again (they are adopted, not replaced).
+    pub controller_file: Option<PathBuf>,
     pub instance: InstanceId,
     pub slots: u32,
     pub ping_interval: Duration,
@@ -106,6 +110,21 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
     Ok(())
 }
 
+/// After a failure to reach the controller: follow it if its address changed.
+fn follow_controller(client: &Client, config: &WorkerConfig) {
+    let Some(file) = &config.controller_file else {
+        return;
+    };
+    let Ok(text) = std::fs::read_to_string(file) else {
+        return;
+    };
+    let url = text.trim();
+    if !url.is_empty() && url != client.base() {
+        tracing::info!(from = %client.base(), to = url, "the controller moved; following it");
+        client.set_base(url);
+    }
+}
+
 /// Registers, retrying with backoff while the controller cannot be reached.
 async fn register(
     client: &Client,
@@ -122,6 +141,7 @@ async fn register(
                 return Some(r.worker);
             }
             Err(e) => {
+                follow_controller(client, config);
                 let wait = backoff.next().unwrap_or(Duration::from_secs(5));
                 tracing::warn!(error = %e, "registering with the controller; retrying in {wait:?}");
                 tokio::select! {
@@ -167,7 +187,12 @@ async fn ping_loop(
                 epoch.cancel();
                 return;
             }
-            Err(e) => tracing::warn!(error = %e, "ping failed"),
+            Err(e) => {
+                tracing::warn!(error = %e, "ping failed");
+                if matches!(e, ClientError::Unreachable { .. }) {
+                    follow_controller(&client, &config);
+                }
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(config.ping_interval) => {}
