@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{cmdline, read, wait_for, Controller, TestDir};
+use common::{read, wait_for, Controller, TestDir};
 use std::time::Duration;
 
 /// Each attempt writes its number and runs for two seconds.
@@ -34,18 +34,6 @@ fn start_running_jobs(ctl: &Controller, dir: &TestDir, n: usize) -> Vec<String> 
         });
     }
     ids
-}
-
-/// Workers of the cluster that still point at `url`.
-fn workers_pointing_at(ctl: &Controller, url: &str) -> Vec<(i32, String)> {
-    ctl.workers()
-        .into_iter()
-        .filter(|(pid, _)| {
-            cmdline(*pid)
-                .windows(2)
-                .any(|w| w[0] == "--controller" && w[1] == url)
-        })
-        .collect()
 }
 
 /// Stops the controller with SIGTERM and checks that it took its workers along.
