@@ -98,7 +98,10 @@ pub fn reconcile(s: &FleetSnapshot) -> Vec<FleetAction> {
         if !observed.contains_key(&inst.id) {
             // Gone at the provider, or not visible yet: the grace covers only an
             // instance never seen running (its worker never registered).
-            if inst.state == InstanceState::Terminating || worker.is_some() || age >= s.timeouts.launch_grace_ms {
+            if inst.state == InstanceState::Terminating
+                || worker.is_some()
+                || age >= s.timeouts.launch_grace_ms
+            {
                 actions.push(FleetAction::Forget {
                     instance: inst.id.clone(),
                 });
