@@ -1,21 +1,5 @@
-//! `drover`: run batch jobs described in JDL on an elastic fleet of workers.
-//! One binary: the CLI for people, the controller and the worker agent.
-
-mod api;
-mod archive;
-mod blobs;
-mod cli;
-mod client;
-mod clock;
-mod config;
-mod fleet;
-mod frontend;
-mod ids;
-mod metrics;
-mod runtime;
-mod store;
-mod worker;
+//! `drover`: the CLI for people, the controller and the worker agent, in one binary.
 
 fn main() -> std::process::ExitCode {
-    cli::main()
+    drover::cli::main()
 }

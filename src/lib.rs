@@ -1,0 +1,21 @@
+//! drover: run batch jobs described in JDL on an elastic fleet of workers.
+//!
+//! The library behind the `drover` binary: the controller's runtime, its HTTP
+//! API, the store, blob and fleet backends, the worker agent and the frontend.
+//! The decisions themselves live in the `reconcilers` crate; this crate carries
+//! them out.
+
+pub mod api;
+pub mod archive;
+pub mod blobs;
+pub mod cli;
+pub mod client;
+pub mod clock;
+pub mod config;
+pub mod fleet;
+pub mod frontend;
+pub mod ids;
+pub mod metrics;
+pub mod runtime;
+pub mod store;
+pub mod worker;
