@@ -105,6 +105,35 @@ impl Blobs {
         Blobs { store }
     }
 
+    /// Blobs in an S3 bucket, under `prefix`, with the same layout as locally.
+    /// Credentials, region and endpoint come from the environment (or the
+    /// instance's role) as for every AWS client; `[aws]` in drover.toml overrides
+    /// the region and endpoint. Large objects go up as multipart uploads.
+    pub fn s3(bucket: &str, prefix: &str, aws: &crate::aws::AwsSettings) -> Result<Blobs, BlobError> {
+        let mut builder = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
+        if let Some(region) = &aws.region {
+            builder = builder.with_region(region);
+        }
+        let endpoint = aws.endpoint_url.clone().or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
+        if let Some(url) = endpoint {
+            // Emulators and private endpoints: path-style requests, plain HTTP allowed.
+            builder = builder
+                .with_allow_http(url.starts_with("http://"))
+                .with_virtual_hosted_style_request(false)
+                .with_endpoint(url);
+        }
+        let s3 = builder.build().map_err(|source| BlobError::Store {
+            context: format!("configuring S3 bucket {bucket}"),
+            source,
+        })?;
+        let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
+            Arc::new(s3)
+        } else {
+            Arc::new(object_store::prefix::PrefixStore::new(s3, prefix))
+        };
+        Ok(Blobs::new(store))
+    }
+
     /// Blobs in a local folder, created if missing.
     pub fn local(dir: &Path) -> Result<Blobs, BlobError> {
         std::fs::create_dir_all(dir).map_err(|source| BlobError::Io {

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod archive;
+pub mod aws;
 pub mod blobs;
 pub mod cli;
 pub mod client;
@@ -14,7 +15,9 @@ pub mod clock;
 pub mod config;
 pub mod fleet;
 pub mod frontend;
+pub mod hints;
 pub mod ids;
+pub mod metadata;
 pub mod metrics;
 pub mod runtime;
 pub mod store;

@@ -46,6 +46,7 @@ pub fn router(c: Ctx) -> Router {
             put(workers::upload_attempt_blob),
         )
         .route("/v1/messages", post(workers::message))
+        .route("/sns", post(crate::hints::receive::handler))
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .with_state(c)
 }

@@ -3,6 +3,7 @@
 //! the store before it asks the fleet, so a restarted controller knows everything
 //! it may have started.
 
+pub mod ec2;
 pub mod local;
 
 use async_trait::async_trait;

@@ -1,6 +1,7 @@
 //! The controller at run time: the shared context, the reconcile loops, and
 //! start-up and shutdown of the whole thing.
 
+pub mod backends;
 mod fleet;
 mod heartbeats;
 mod jobs;
@@ -10,11 +11,7 @@ pub mod wakeups;
 pub use heartbeats::HeartbeatBuffer;
 
 use crate::{
-    blobs::Blobs,
-    clock::Clock,
-    config::ControllerConfig,
-    fleet::{local::LocalFleet, Fleet},
-    store::{sqlite::SqliteStore, Store},
+    blobs::Blobs, clock::Clock, config::ControllerConfig, fleet::Fleet, store::Store,
 };
 use anyhow::Context as _;
 use reconcilers::model::{Job, JobId, Timestamp};
@@ -130,35 +127,26 @@ pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data folder {}", config.data_dir.display()))?;
     let lock = lock_data_dir(&config.data_dir)?;
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&config.state_path())
-            .with_context(|| format!("opening state {}", config.state_path().display()))?,
-    );
-    let blobs = Blobs::local(&config.blobs_dir())?;
+    let aws = backends::Aws::default();
+    let store = backends::open_store(&config, &aws).await?;
+    let blobs = backends::open_blobs(&config)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| {
             format!(
-            "listening on {} (is another controller running? choose another address with --listen)",
-            config.listen
-        )
+                "listening on {} (is another controller running? choose another address with --listen)",
+                config.listen
+            )
         })?;
     let addr = listener.local_addr()?;
-    let controller_file = std::path::absolute(config.data_dir.join("controller.url"))?;
-    std::fs::write(&controller_file, format!("http://{addr}\n"))
-        .with_context(|| format!("writing {}", controller_file.display()))?;
+    let address = backends::ControllerAddress {
+        url: config.public_url.clone().unwrap_or_else(|| format!("http://{addr}")),
+        file: std::path::absolute(config.data_dir.join("controller.url"))?,
+    };
+    std::fs::write(&address.file, format!("{}\n", address.url))
+        .with_context(|| format!("writing {}", address.file.display()))?;
     let wake = Wakeups::default();
-    let fleet: Arc<dyn Fleet> = Arc::new(LocalFleet {
-        exe: std::env::current_exe().context("finding the drover binary to start workers from")?,
-        controller_url: format!("http://{addr}"),
-        controller_file,
-        cluster: crate::fleet::local::cluster_tag(&config.data_dir),
-        workers_dir: std::path::absolute(config.workers_dir())?,
-        slots: config.fleet.slots_per_worker,
-        ping_interval: config.ping_interval,
-        kill_grace: config.kill_grace,
-        exited: wake.fleet.clone(),
-    });
+    let fleet = backends::open_fleet(&config, &aws, &address, wake.fleet.clone()).await?;
     // The configuration is the desired fleet shape; the store carries it to the loops.
     store.put_fleet_settings(&config.fleet).await?;
     let controller = Arc::new(Controller {

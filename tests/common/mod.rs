@@ -8,6 +8,10 @@
 
 #![allow(dead_code)]
 
+pub mod fault_proxy;
+pub mod fleet_sim;
+pub mod moto;
+
 use serde_json::Value;
 use std::{
     ffi::OsStr,

@@ -1,6 +1,10 @@
 //! The controller's configuration: embedded defaults, overridden by `drover.toml`,
 //! overridden by command-line flags.
 
+mod urls;
+
+pub use urls::{BlobsUrl, FleetProvider, HintsUrl, StateUrl};
+
 use reconcilers::model::FleetSettings;
 use serde::Deserialize;
 use std::{
@@ -36,6 +40,19 @@ mod duration_serde {
 pub struct ConfigFile {
     pub listen: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
+    /// The cluster's name: tagged on every instance, so controllers of different
+    /// clusters sharing an account never touch each other's instances.
+    pub cluster: Option<String>,
+    /// The address workers and SNS reach this controller at (default: on EC2 its
+    /// public hostname from the instance metadata, else `http://<listen>`).
+    pub public_url: Option<String>,
+    pub state: Option<String>,
+    pub blobs: Option<String>,
+    pub hints: Option<String>,
+    #[serde(default)]
+    pub aws: crate::aws::AwsSettings,
+    #[serde(default)]
+    pub sns: SnsFile,
     #[serde(default, deserialize_with = "duration_serde::option")]
     pub heartbeat_timeout: Option<Duration>,
     #[serde(default, deserialize_with = "duration_serde::option")]
@@ -51,11 +68,28 @@ pub struct ConfigFile {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FleetFile {
+    /// `local` (worker processes on this machine) or `ec2`. (A key inside
+    /// `[fleet]`, because TOML cannot hold both `fleet = "ec2"` and a `[fleet]` table.)
+    pub provider: Option<FleetProvider>,
+    /// `[fleet.ec2]`: read by the EC2 fleet itself.
+    pub ec2: Option<toml::Table>,
     pub min_workers: Option<u32>,
     pub max_workers: Option<u32>,
     pub slots_per_worker: Option<u32>,
     #[serde(default, deserialize_with = "duration_serde::option")]
     pub idle_timeout: Option<Duration>,
+}
+
+/// `[sns]`: how the controller checks the SNS messages it receives.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnsFile {
+    /// Fetch signing certificates from this base instead of the SigningCertURL's
+    /// host (which must still be sns.<region>.amazonaws.com): for tests on moto.
+    pub cert_base_url: Option<String>,
+    /// Messages older than this are refused as replays (default 1h).
+    #[serde(default, deserialize_with = "duration_serde::option")]
+    pub max_message_age: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -85,6 +119,18 @@ impl ConfigFile {
 pub struct ControllerConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    pub cluster: String,
+    pub public_url: Option<String>,
+    /// `None`: SQLite in the data folder.
+    pub state: Option<StateUrl>,
+    /// `None`: a folder in the data folder.
+    pub blobs: Option<BlobsUrl>,
+    pub hints: HintsUrl,
+    pub fleet_provider: FleetProvider,
+    pub ec2: Option<toml::Table>,
+    pub aws: crate::aws::AwsSettings,
+    pub sns_cert_base_url: Option<String>,
+    pub sns_max_message_age: Duration,
     pub heartbeat_timeout: Duration,
     pub ping_interval: Duration,
     /// How often the loops run when nothing wakes them.
@@ -106,6 +152,16 @@ impl Default for ControllerConfig {
                 .parse()
                 .expect("the default address is valid"),
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            cluster: "drover".to_string(),
+            public_url: None,
+            state: None,
+            blobs: None,
+            hints: HintsUrl::None,
+            fleet_provider: FleetProvider::Local,
+            ec2: None,
+            aws: crate::aws::AwsSettings::default(),
+            sns_cert_base_url: None,
+            sns_max_message_age: Duration::from_secs(3600),
             heartbeat_timeout: Duration::from_secs(15),
             ping_interval: Duration::from_secs(5),
             reconcile_interval: Duration::from_secs(2),
@@ -127,6 +183,28 @@ impl ControllerConfig {
     /// The defaults with the file's values on top.
     pub fn from_file(file: ConfigFile) -> anyhow::Result<ControllerConfig> {
         let mut c = ControllerConfig::default();
+        let mut problems = Vec::new();
+        if let Some(v) = file.cluster {
+            c.cluster = v;
+        }
+        c.public_url = file.public_url;
+        if let Some(s) = file.state {
+            c.state = StateUrl::parse(&s).map_err(|e| problems.push(e)).ok();
+        }
+        if let Some(s) = file.blobs {
+            c.blobs = BlobsUrl::parse(&s).map_err(|e| problems.push(e)).ok();
+        }
+        if let Some(s) = file.hints {
+            c.hints = HintsUrl::parse(&s).unwrap_or_else(|e| {
+                problems.push(e);
+                HintsUrl::None
+            });
+        }
+        c.aws = file.aws;
+        c.sns_cert_base_url = file.sns.cert_base_url;
+        if let Some(v) = file.sns.max_message_age {
+            c.sns_max_message_age = v;
+        }
         if let Some(v) = file.listen {
             c.listen = v;
         }
@@ -143,6 +221,8 @@ impl ControllerConfig {
             c.reconcile_interval = v;
         }
         let f = file.fleet;
+        c.fleet_provider = f.provider.unwrap_or_default();
+        c.ec2 = f.ec2;
         if let Some(v) = f.min_workers {
             c.fleet.min_workers = v;
         }
@@ -161,13 +241,28 @@ impl ControllerConfig {
         if let Some(v) = file.limits.max_output_bytes {
             c.max_output_bytes = v;
         }
-        c.validate()?;
+        problems.extend(c.problems());
+        report(problems)?;
         Ok(c)
     }
 
     /// Every problem at once, so a person fixes their file in one go.
     pub fn validate(&self) -> anyhow::Result<()> {
+        report(self.problems())
+    }
+
+    pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
+        let cluster_ok = !self.cluster.is_empty()
+            && self.cluster.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !cluster_ok {
+            problems.push(format!("cluster `{}` must be letters, digits, - or _", self.cluster));
+        }
+        if self.fleet_provider == FleetProvider::Ec2 && self.ec2.is_none() {
+            problems.push(
+                "fleet.provider = \"ec2\" needs a [fleet.ec2] table (image_id or launch_template, ...)".into(),
+            );
+        }
         if self.fleet.max_workers < self.fleet.min_workers {
             problems.push(format!(
                 "fleet.max_workers ({}) is below fleet.min_workers ({})",
@@ -187,24 +282,26 @@ impl ControllerConfig {
         if self.reconcile_interval.is_zero() {
             problems.push("reconcile_interval must be above zero".to_string());
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(anyhow::anyhow!(
-                "invalid configuration:\n  {}",
-                problems.join("\n  ")
-            ))
-        }
+        problems
     }
 
-    pub fn state_path(&self) -> PathBuf {
-        self.data_dir.join("state.db")
+
+    pub fn state_url(&self) -> StateUrl {
+        self.state.clone().unwrap_or_else(|| StateUrl::Sqlite(self.data_dir.join("state.db")))
     }
-    pub fn blobs_dir(&self) -> PathBuf {
-        self.data_dir.join("blobs")
+    pub fn blobs_url(&self) -> BlobsUrl {
+        self.blobs.clone().unwrap_or_else(|| BlobsUrl::File(self.data_dir.join("blobs")))
     }
     pub fn workers_dir(&self) -> PathBuf {
         self.data_dir.join("workers")
+    }
+}
+
+fn report(problems: Vec<String>) -> anyhow::Result<()> {
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!("invalid configuration:\n  {}", problems.join("\n  ")))
     }
 }
 

@@ -1,0 +1,180 @@
+//! The DynamoDB store (AWS): the same `Store` as SQLite, on four DynamoDB tables
+//! (`PREFIX-jobs`, `-workers`, `-instances`, `-settings`). docs/aws-dynamodb.md
+//! describes the tables, keys, indexes and item shapes, and why they are so.
+//!
+//! Every change of a job is one conditional PutItem on its version (a stale
+//! decision is refused, never applied); heartbeats, the one kind of monotonic
+//! data, go in BatchWriteItem batches of 25; every Query and Scan follows its
+//! pages to the end.
+
+mod fleet;
+mod items;
+mod jobs;
+mod paging;
+mod tables;
+mod workers;
+
+use super::{Heartbeat, JobFilter, Store, StoreResult};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::config::{retry::RetryConfig, timeout::TimeoutConfig};
+use aws_sdk_dynamodb::Client;
+use reconcilers::model::{
+    FleetSettings, Instance, InstanceId, Job, JobId, Timestamp, Worker, WorkerId, WorkerState,
+};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The names of drover's tables under one prefix.
+#[derive(Debug)]
+struct Tables {
+    jobs: String,
+    workers: String,
+    instances: String,
+    settings: String,
+}
+
+/// The DynamoDB store. Cheap to clone: clones share the client and the memory of
+/// the heartbeats written.
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    tables: Arc<Tables>,
+    /// `Limit` of every Query and Scan page; `None` lets DynamoDB cut pages at
+    /// 1 MB. Small pages are for tests, which must see more than one page.
+    page_size: Option<i32>,
+    /// The newest heartbeat this process wrote per worker (see `workers.rs`); the
+    /// lock also makes this process's heartbeat flushes run one at a time.
+    beats: Arc<tokio::sync::Mutex<HashMap<WorkerId, Timestamp>>>,
+}
+
+impl DynamoStore {
+    /// A store on the tables `{table_prefix}-jobs`, `-workers`, `-instances` and
+    /// `-settings` (`drover init` creates them: `create_tables`).
+    pub fn new(sdk: &aws_config::SdkConfig, table_prefix: &str) -> DynamoStore {
+        // Throttling (ProvisionedThroughputExceededException, ThrottlingException,
+        // RequestLimitExceeded) and transient errors are retried by the SDK's
+        // standard mode with exponential backoff and jitter; 8 attempts (the
+        // default is 3) ride out a burst of throttling, which on-demand tables
+        // show while they scale. An attempt that hangs is cut at 10 s so that a
+        // reconcile loop never waits on one request for ever.
+        let config = aws_sdk_dynamodb::config::Builder::from(sdk)
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(8)
+                    .with_initial_backoff(Duration::from_millis(50))
+                    .with_max_backoff(Duration::from_secs(5)),
+            )
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(3))
+                    .operation_attempt_timeout(Duration::from_secs(10))
+                    .build(),
+            )
+            .build();
+        let name = |table: &str| format!("{table_prefix}-{table}");
+        DynamoStore {
+            client: Client::from_conf(config),
+            tables: Arc::new(Tables {
+                jobs: name("jobs"),
+                workers: name("workers"),
+                instances: name("instances"),
+                settings: name("settings"),
+            }),
+            page_size: None,
+            beats: Arc::default(),
+        }
+    }
+
+    /// Asks for pages of at most `items` items (tests use this to read across
+    /// many pages with few items).
+    pub fn with_page_size(mut self, items: i32) -> DynamoStore {
+        self.page_size = Some(items.max(1));
+        self
+    }
+
+    /// The table names, for messages and for `drover init` to print.
+    pub fn table_names(&self) -> [&str; 4] {
+        let t = &self.tables;
+        [&t.jobs, &t.workers, &t.instances, &t.settings]
+    }
+}
+
+#[async_trait]
+impl Store for DynamoStore {
+    async fn create_job(&self, job: &Job) -> StoreResult<()> {
+        self.put_new_job(job).await
+    }
+
+    async fn get_job(&self, id: &JobId) -> StoreResult<Option<Job>> {
+        self.read_job(id).await
+    }
+
+    async fn update_job(&self, job: &Job) -> StoreResult<u64> {
+        self.write_job(job).await
+    }
+
+    async fn update_jobs(&self, jobs: &[Job]) -> StoreResult<Vec<StoreResult<u64>>> {
+        self.write_jobs(jobs).await
+    }
+
+    async fn active_jobs(&self) -> StoreResult<Vec<Job>> {
+        self.read_active_jobs().await
+    }
+
+    async fn jobs_on_worker(&self, worker: &WorkerId) -> StoreResult<Vec<Job>> {
+        self.read_jobs_on_worker(worker).await
+    }
+
+    async fn list_jobs(&self, filter: &JobFilter) -> StoreResult<Vec<Job>> {
+        self.read_list_jobs(filter).await
+    }
+
+    async fn delete_abandoned_jobs(&self, before: Timestamp) -> StoreResult<Vec<JobId>> {
+        self.remove_abandoned_jobs(before).await
+    }
+
+    async fn put_worker(&self, worker: &Worker) -> StoreResult<()> {
+        self.put_worker_item(worker).await
+    }
+
+    async fn get_worker(&self, id: &WorkerId) -> StoreResult<Option<Worker>> {
+        self.read_worker(id).await
+    }
+
+    async fn list_workers(&self) -> StoreResult<Vec<Worker>> {
+        self.read_workers().await
+    }
+
+    async fn record_heartbeats(&self, beats: &[Heartbeat]) -> StoreResult<()> {
+        self.write_heartbeats(beats).await
+    }
+
+    async fn set_worker_state(&self, id: &WorkerId, state: WorkerState) -> StoreResult<()> {
+        self.write_worker_state(id, state).await
+    }
+
+    async fn delete_worker(&self, id: &WorkerId) -> StoreResult<()> {
+        self.remove_worker(id).await
+    }
+
+    async fn put_instance(&self, instance: &Instance) -> StoreResult<()> {
+        self.put_instance_item(instance).await
+    }
+
+    async fn list_instances(&self) -> StoreResult<Vec<Instance>> {
+        self.read_instances().await
+    }
+
+    async fn delete_instance(&self, id: &InstanceId) -> StoreResult<()> {
+        self.remove_instance(id).await
+    }
+
+    async fn fleet_settings(&self) -> StoreResult<Option<FleetSettings>> {
+        self.read_fleet_settings().await
+    }
+
+    async fn put_fleet_settings(&self, settings: &FleetSettings) -> StoreResult<()> {
+        self.put_fleet_settings_item(settings).await
+    }
+}
