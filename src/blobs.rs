@@ -109,12 +109,19 @@ impl Blobs {
     /// Credentials, region and endpoint come from the environment (or the
     /// instance's role) as for every AWS client; `[aws]` in drover.toml overrides
     /// the region and endpoint. Large objects go up as multipart uploads.
-    pub fn s3(bucket: &str, prefix: &str, aws: &crate::aws::AwsSettings) -> Result<Blobs, BlobError> {
+    pub fn s3(
+        bucket: &str,
+        prefix: &str,
+        aws: &crate::aws::AwsSettings,
+    ) -> Result<Blobs, BlobError> {
         let mut builder = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
         if let Some(region) = &aws.region {
             builder = builder.with_region(region);
         }
-        let endpoint = aws.endpoint_url.clone().or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
+        let endpoint = aws
+            .endpoint_url
+            .clone()
+            .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
         if let Some(url) = endpoint {
             // Emulators and private endpoints: path-style requests, plain HTTP allowed.
             builder = builder

@@ -37,7 +37,10 @@ pub async fn identity(endpoint: Option<&str>) -> Result<InstanceIdentity, Metada
                 .get(path)
                 .await
                 .map(|v| v.as_ref().trim().to_string())
-                .map_err(|e| MetadataError { what, detail: aws_config::imds::client::error::ImdsError::to_string(&e) })
+                .map_err(|e| MetadataError {
+                    what,
+                    detail: aws_config::imds::client::error::ImdsError::to_string(&e),
+                })
         }
     };
     Ok(InstanceIdentity {

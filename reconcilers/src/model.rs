@@ -387,7 +387,7 @@ pub struct Instance {
     pub launch_key: LaunchKey,
     pub state: InstanceState,
     pub launched_at: Timestamp,
-    /// The provider's handle: the process id locally, empty on EC2 (the id is enough).
+    /// The provider's handle: the process id locally, the EC2 instance id (`i-...`) on EC2.
     pub provider_ref: Option<String>,
 }
 

@@ -118,6 +118,7 @@ pub async fn submit(
         .await??;
     c.wake.jobs.notify_one();
     c.wake.fleet.notify_one();
+    c.hint(reconcilers::messages::Message::JobSubmitted { job: id.clone() });
     tracing::info!(job = %id, "submitted");
     Ok(Json(job))
 }

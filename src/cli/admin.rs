@@ -26,9 +26,9 @@ pub fn check(path: &Path) -> (Option<ControllerConfig>, Vec<String>) {
 
 /// Problems only a backend can judge (the EC2 fleet's settings).
 fn backend_problems(config: &ControllerConfig) -> Vec<String> {
-    match &config.ec2 {
-        Some(table) => crate::fleet::ec2::settings_problems(table),
-        None => Vec::new(),
+    match (&config.ec2, crate::runtime::backends::ec2_settings(config)) {
+        (Some(_), Err(e)) => vec![format!("{e:#}")],
+        _ => Vec::new(),
     }
 }
 
@@ -62,9 +62,14 @@ pub async fn init(config: &ControllerConfig) -> anyhow::Result<()> {
             crate::store::sqlite::SqliteStore::open(&path)?;
             println!("state: {} ready", path.display());
         }
-        StateUrl::DynamoDb { table_prefix, region } => {
+        StateUrl::DynamoDb {
+            table_prefix,
+            region,
+        } => {
             let sdk = aws.sdk(config, region.as_deref()).await;
-            crate::store::dynamodb::DynamoStore::new(sdk, &table_prefix).create_tables().await?;
+            crate::store::dynamodb::DynamoStore::new(sdk, &table_prefix)
+                .create_tables()
+                .await?;
             println!("state: DynamoDB tables {table_prefix}-* ready");
         }
     }
@@ -93,13 +98,22 @@ pub async fn init(config: &ControllerConfig) -> anyhow::Result<()> {
 }
 
 async fn create_bucket(sdk: &aws_config::SdkConfig, bucket: &str) -> anyhow::Result<()> {
-    use aws_sdk_s3::{error::DisplayErrorContext, types::BucketLocationConstraint, types::CreateBucketConfiguration};
+    use aws_sdk_s3::{
+        error::DisplayErrorContext, types::BucketLocationConstraint,
+        types::CreateBucketConfiguration,
+    };
     // Emulators and private endpoints address buckets by path.
-    let conf = aws_sdk_s3::config::Builder::from(sdk).force_path_style(true).build();
+    let conf = aws_sdk_s3::config::Builder::from(sdk)
+        .force_path_style(true)
+        .build();
     let client = aws_sdk_s3::Client::from_conf(conf);
     let mut req = client.create_bucket().bucket(bucket);
     // us-east-1 is the one region that refuses a location constraint.
-    if let Some(region) = sdk.region().map(|r| r.as_ref().to_string()).filter(|r| r != "us-east-1") {
+    if let Some(region) = sdk
+        .region()
+        .map(|r| r.as_ref().to_string())
+        .filter(|r| r != "us-east-1")
+    {
         req = req.create_bucket_configuration(
             CreateBucketConfiguration::builder()
                 .location_constraint(BucketLocationConstraint::from(region.as_str()))
@@ -109,11 +123,16 @@ async fn create_bucket(sdk: &aws_config::SdkConfig, bucket: &str) -> anyhow::Res
     match req.send().await {
         Ok(_) => Ok(()),
         Err(e) => {
-            let already = e.as_service_error().is_some_and(|s| s.is_bucket_already_owned_by_you());
+            let already = e
+                .as_service_error()
+                .is_some_and(|s| s.is_bucket_already_owned_by_you());
             if already {
                 Ok(())
             } else {
-                Err(anyhow::anyhow!("creating S3 bucket {bucket}: {}", DisplayErrorContext(&e)))
+                Err(anyhow::anyhow!(
+                    "creating S3 bucket {bucket}: {}",
+                    DisplayErrorContext(&e)
+                ))
             }
         }
     }

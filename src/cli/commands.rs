@@ -2,7 +2,7 @@
 //! succeeded or not) and `jdl check` (no error or some); 2 when drover itself
 //! could not do what was asked.
 
-use super::{Command, ControllerFlags, JdlCommand, JobFlags, WorkerArgs};
+use super::{Command, ConfigCommand, ControllerFlags, JdlCommand, JobFlags, WorkerArgs};
 use crate::{
     client::Client,
     config::{ConfigFile, ControllerConfig, DEFAULT_CONFIG_FILE},
@@ -110,6 +110,15 @@ pub async fn dispatch(command: Command) -> anyhow::Result<u8> {
         }
         Command::Jdl(JdlCommand::Check { files }) => Ok(super::jdl::check(&files)),
         Command::Jdl(JdlCommand::Fmt { file }) => super::jdl::fmt(&file),
+        Command::Config(ConfigCommand::Check { config }) => Ok(super::admin::print_check(&config)),
+        Command::Init { config } => {
+            let flags = ControllerFlags {
+                config,
+                ..ControllerFlags::default()
+            };
+            super::admin::init(&controller_config(&flags)?).await?;
+            Ok(0)
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! The command line (clap): what each command takes, and the dispatch.
 
+mod admin;
 mod commands;
 mod jdl;
 
@@ -37,7 +38,7 @@ pub struct ControllerAddr {
     controller: String,
 }
 
-#[derive(Args, Clone)]
+#[derive(Args, Clone, Default)]
 pub struct ControllerFlags {
     /// The configuration file (default: ./drover.toml when present).
     #[arg(long)]
@@ -177,6 +178,25 @@ enum Command {
     /// Check or format JDL files.
     #[command(subcommand)]
     Jdl(JdlCommand),
+    /// Create what the configuration names (DynamoDB tables, S3 bucket, SNS topic);
+    /// safe to run twice.
+    Init {
+        /// The configuration file (default: ./drover.toml when present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Check a configuration file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Report every problem of a configuration file at once; exit 1 if any.
+    Check {
+        #[arg(long, default_value = crate::config::DEFAULT_CONFIG_FILE)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]

@@ -254,9 +254,15 @@ impl ControllerConfig {
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         let cluster_ok = !self.cluster.is_empty()
-            && self.cluster.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            && self
+                .cluster
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !cluster_ok {
-            problems.push(format!("cluster `{}` must be letters, digits, - or _", self.cluster));
+            problems.push(format!(
+                "cluster `{}` must be letters, digits, - or _",
+                self.cluster
+            ));
         }
         if self.fleet_provider == FleetProvider::Ec2 && self.ec2.is_none() {
             problems.push(
@@ -285,12 +291,15 @@ impl ControllerConfig {
         problems
     }
 
-
     pub fn state_url(&self) -> StateUrl {
-        self.state.clone().unwrap_or_else(|| StateUrl::Sqlite(self.data_dir.join("state.db")))
+        self.state
+            .clone()
+            .unwrap_or_else(|| StateUrl::Sqlite(self.data_dir.join("state.db")))
     }
     pub fn blobs_url(&self) -> BlobsUrl {
-        self.blobs.clone().unwrap_or_else(|| BlobsUrl::File(self.data_dir.join("blobs")))
+        self.blobs
+            .clone()
+            .unwrap_or_else(|| BlobsUrl::File(self.data_dir.join("blobs")))
     }
     pub fn workers_dir(&self) -> PathBuf {
         self.data_dir.join("workers")
@@ -301,7 +310,10 @@ fn report(problems: Vec<String>) -> anyhow::Result<()> {
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(anyhow::anyhow!("invalid configuration:\n  {}", problems.join("\n  ")))
+        Err(anyhow::anyhow!(
+            "invalid configuration:\n  {}",
+            problems.join("\n  ")
+        ))
     }
 }
 

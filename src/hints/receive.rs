@@ -192,8 +192,6 @@ pub async fn handler(State(c): State<Arc<Controller>>, body: Bytes) -> (StatusCo
 }
 
 /// The controller's receiver, if its hints travel by SNS.
-// WIRING: becomes `c.sns.clone()` once `Controller` has
-// `pub sns: Option<Arc<crate::hints::receive::SnsReceiver>>`.
-fn receiver_of(_c: &Controller) -> Option<Arc<SnsReceiver>> {
-    None
+fn receiver_of(c: &Controller) -> Option<Arc<SnsReceiver>> {
+    c.sns.clone()
 }

@@ -208,12 +208,7 @@ impl Verifier {
             other => return Err(RefusedSns::UnknownType(other.to_string())),
         };
         let to_sign = string_to_sign(kind, &envelope)?;
-        if !self
-            .settings
-            .topics
-            .iter()
-            .any(|t| *t == envelope.topic_arn)
-        {
+        if !self.settings.topics.contains(&envelope.topic_arn) {
             return Err(RefusedSns::UnknownTopic(envelope.topic_arn.clone()));
         }
         self.check_age(&envelope.timestamp)?;

@@ -4,8 +4,17 @@
 
 use crate::{
     blobs::Blobs,
-    config::{BlobsUrl, ControllerConfig, FleetProvider, StateUrl},
-    fleet::{local::LocalFleet, Fleet},
+    clock::Clock,
+    config::{BlobsUrl, ControllerConfig, FleetProvider, HintsUrl, StateUrl},
+    fleet::{
+        ec2::{Ec2Fleet, Ec2Settings},
+        local::LocalFleet,
+        Fleet,
+    },
+    hints::{
+        http::HttpHints, receive::SnsReceiver, sns::SnsHints, verify::VerifySettings, Hints,
+        NoHints,
+    },
     store::{sqlite::SqliteStore, Store},
 };
 use anyhow::Context as _;
@@ -19,7 +28,11 @@ pub struct Aws {
 }
 
 impl Aws {
-    pub async fn sdk(&self, config: &ControllerConfig, region: Option<&str>) -> &aws_config::SdkConfig {
+    pub async fn sdk(
+        &self,
+        config: &ControllerConfig,
+        region: Option<&str>,
+    ) -> &aws_config::SdkConfig {
         self.sdk
             .get_or_init(|| async {
                 let mut settings = config.aws.clone();
@@ -35,11 +48,15 @@ impl Aws {
 pub async fn open_store(config: &ControllerConfig, aws: &Aws) -> anyhow::Result<Arc<dyn Store>> {
     Ok(match config.state_url() {
         StateUrl::Sqlite(path) => Arc::new(
-            SqliteStore::open(&path).with_context(|| format!("opening state {}", path.display()))?,
+            SqliteStore::open(&path)
+                .with_context(|| format!("opening state {}", path.display()))?,
         ),
-        StateUrl::DynamoDb { table_prefix, region } => {
-            let _sdk = aws.sdk(config, region.as_deref()).await;
-            anyhow::bail!("state dynamodb://{table_prefix} is not wired into the controller yet")
+        StateUrl::DynamoDb {
+            table_prefix,
+            region,
+        } => {
+            let sdk = aws.sdk(config, region.as_deref()).await;
+            Arc::new(crate::store::dynamodb::DynamoStore::new(sdk, &table_prefix))
         }
     })
 }
@@ -49,6 +66,20 @@ pub fn open_blobs(config: &ControllerConfig) -> anyhow::Result<Blobs> {
         BlobsUrl::File(dir) => Blobs::local(&dir)?,
         BlobsUrl::S3 { bucket, prefix } => Blobs::s3(&bucket, &prefix, &config.aws)?,
     })
+}
+
+/// `[fleet.ec2]`, with the workers' slots and ping interval taken from the
+/// controller's configuration unless the table says otherwise.
+pub fn ec2_settings(config: &ControllerConfig) -> anyhow::Result<Ec2Settings> {
+    let table = config.ec2.clone().unwrap_or_default();
+    let mut settings: Ec2Settings = toml::Value::Table(table)
+        .try_into()
+        .map_err(|e| anyhow::anyhow!("[fleet.ec2]: {e}"))?;
+    settings.slots.get_or_insert(config.fleet.slots_per_worker);
+    settings.ping_interval.get_or_insert(config.ping_interval);
+    let problems = settings.problems();
+    anyhow::ensure!(problems.is_empty(), "[fleet.ec2]: {}", problems.join("; "));
+    Ok(settings)
 }
 
 /// Where the fleet's workers reach the controller.
@@ -66,7 +97,8 @@ pub async fn open_fleet(
 ) -> anyhow::Result<Arc<dyn Fleet>> {
     Ok(match config.fleet_provider {
         FleetProvider::Local => Arc::new(LocalFleet {
-            exe: std::env::current_exe().context("finding the drover binary to start workers from")?,
+            exe: std::env::current_exe()
+                .context("finding the drover binary to start workers from")?,
             controller_url: address.url.clone(),
             controller_file: address.file.clone(),
             cluster: crate::fleet::local::cluster_tag(&config.data_dir),
@@ -77,8 +109,48 @@ pub async fn open_fleet(
             exited,
         }),
         FleetProvider::Ec2 => {
-            let _sdk = aws.sdk(config, None).await;
-            anyhow::bail!("fleet.provider = \"ec2\" is not wired into the controller yet")
+            let settings = ec2_settings(config)?;
+            let sdk = aws.sdk(config, None).await;
+            Arc::new(Ec2Fleet::new(sdk, &config.cluster, &address.url, settings))
         }
     })
+}
+
+/// How hints leave this controller and, for SNS, the receiver of `POST /sns`.
+pub async fn open_hints(
+    config: &ControllerConfig,
+    aws: &Aws,
+    address: &ControllerAddress,
+    clock: &Arc<dyn Clock>,
+) -> (Arc<dyn Hints>, Option<Arc<SnsReceiver>>) {
+    match &config.hints {
+        HintsUrl::None => (Arc::new(NoHints), None),
+        HintsUrl::Http => (Arc::new(HttpHints::new()), None),
+        HintsUrl::Sns { topic_arn } => {
+            let client = aws_sdk_sns::Client::new(aws.sdk(config, None).await);
+            let mut settings = VerifySettings::new(vec![topic_arn.clone()]);
+            settings.cert_base_url = config.sns_cert_base_url.clone();
+            settings.max_age = config.sns_max_message_age;
+            let receiver = SnsReceiver::new(&address.url, settings, clock.clone());
+            (
+                Arc::new(SnsHints::new(client, topic_arn.clone())),
+                Some(Arc::new(receiver)),
+            )
+        }
+    }
+}
+
+/// Subscribes this controller's `/sns` to the topic (with a filter policy that
+/// lets only its own hints through). A failure is logged, not fatal: without
+/// hints the loops still run on their interval.
+pub async fn subscribe_hints(config: &ControllerConfig, aws: &Aws, address: &ControllerAddress) {
+    if let HintsUrl::Sns { topic_arn } = &config.hints {
+        let client = aws_sdk_sns::Client::new(aws.sdk(config, None).await);
+        match crate::hints::sns::subscribe(&client, topic_arn, &address.url).await {
+            Ok(arn) => tracing::info!(subscription = %arn, "subscribed to SNS hints"),
+            Err(e) => {
+                tracing::warn!(error = %e, "subscribing to SNS hints failed; loops run on their interval")
+            }
+        }
+    }
 }

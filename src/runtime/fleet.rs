@@ -38,8 +38,10 @@ pub async fn tick(c: &Controller) -> anyhow::Result<()> {
     for action in actions {
         match action {
             FleetAction::Launch { count } => {
-                for _ in 0..count {
-                    launch_one(c).await?;
+                // Together, so that the fleet can batch them (EC2 does).
+                let launched = futures::future::join_all((0..count).map(|_| launch_one(c))).await;
+                for result in launched {
+                    result?;
                 }
             }
             FleetAction::Terminate { instance, reason } => {

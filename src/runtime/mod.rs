@@ -10,9 +10,7 @@ pub mod wakeups;
 
 pub use heartbeats::HeartbeatBuffer;
 
-use crate::{
-    blobs::Blobs, clock::Clock, config::ControllerConfig, fleet::Fleet, store::Store,
-};
+use crate::{blobs::Blobs, clock::Clock, config::ControllerConfig, fleet::Fleet, store::Store};
 use anyhow::Context as _;
 use reconcilers::model::{Job, JobId, Timestamp};
 use std::{net::SocketAddr, sync::Arc, time::Duration};
@@ -29,6 +27,12 @@ pub struct Controller {
     pub clock: Arc<dyn Clock>,
     pub wake: Wakeups,
     pub heartbeats: HeartbeatBuffer,
+    /// How hints leave this controller, and the address they are sent to.
+    pub hints: Arc<dyn crate::hints::Hints>,
+    /// The address workers and hints reach this controller at.
+    pub address: String,
+    /// The receiver of SNS hints, when hints travel by SNS.
+    pub sns: Option<Arc<crate::hints::receive::SnsReceiver>>,
     /// Cancelled when the controller starts shutting down: loops stop and long
     /// polls answer at once, so the API can drain quickly.
     pub stopping: CancellationToken,
@@ -71,6 +75,17 @@ impl Controller {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Sends a hint to the controller that reconciles (this one, for now) without
+    /// waiting: a hint only makes a loop run sooner, so a lost one costs nothing.
+    pub fn hint(self: &Arc<Self>, msg: reconcilers::messages::Message) {
+        let c = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = c.hints.publish(&c.address, &msg).await {
+                tracing::debug!(error = %e, kind = msg.kind(), "hint not sent");
+            }
+        });
     }
 
     /// Bookkeeping after a job write: metrics and wake-ups.
@@ -140,13 +155,18 @@ pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController
         })?;
     let addr = listener.local_addr()?;
     let address = backends::ControllerAddress {
-        url: config.public_url.clone().unwrap_or_else(|| format!("http://{addr}")),
+        url: config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}")),
         file: std::path::absolute(config.data_dir.join("controller.url"))?,
     };
     std::fs::write(&address.file, format!("{}\n", address.url))
         .with_context(|| format!("writing {}", address.file.display()))?;
     let wake = Wakeups::default();
     let fleet = backends::open_fleet(&config, &aws, &address, wake.fleet.clone()).await?;
+    let clock: Arc<dyn Clock> = Arc::new(crate::clock::SystemClock);
+    let (hints, sns) = backends::open_hints(&config, &aws, &address, &clock).await;
     // The configuration is the desired fleet shape; the store carries it to the loops.
     store.put_fleet_settings(&config.fleet).await?;
     let controller = Arc::new(Controller {
@@ -154,8 +174,11 @@ pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController
         store,
         blobs,
         fleet,
-        clock: Arc::new(crate::clock::SystemClock),
+        clock,
         wake,
+        hints,
+        address: address.url.clone(),
+        sns,
         heartbeats: HeartbeatBuffer::default(),
         stopping: CancellationToken::new(),
         _lock: lock,
@@ -173,6 +196,7 @@ pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController
             tracing::error!(error = %e, "API server stopped");
         }
     });
+    backends::subscribe_hints(&controller.config, &aws, &address).await;
     tracing::info!(%addr, data_dir = %controller.config.data_dir.display(), "controller started");
     Ok(RunningController {
         addr,

@@ -247,6 +247,16 @@ impl Controller {
     /// and `extra` flags (`--listen 127.0.0.1:0` unless they say otherwise); waits
     /// until it says where it listens.
     pub fn start_with(dir: &TestDir, data: &str, extra: &[&str]) -> Controller {
+        Controller::start_with_env(dir, data, extra, &[])
+    }
+
+    /// As `start_with`, with extra environment variables (the AWS ones of a moto).
+    pub fn start_with_env(
+        dir: &TestDir,
+        data: &str,
+        extra: &[&str],
+        env: &[(&str, String)],
+    ) -> Controller {
         let data_dir = dir.join(data);
         let log = tempfile::Builder::new()
             .prefix("drover-test-controller-")
@@ -266,6 +276,7 @@ impl Controller {
             .current_dir(dir.path())
             .env_remove("DROVER_CONTROLLER")
             .env("RUST_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("log"))
             .stderr(log_file);

@@ -5,7 +5,6 @@
 use super::items::Item;
 use super::DynamoStore;
 use crate::store::{StoreError, StoreResult};
-use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::operation::{
     query::builders::QueryFluentBuilder, scan::builders::ScanFluentBuilder,
 };
@@ -41,10 +40,23 @@ pub const BATCH_LIMIT: usize = 25;
 /// DynamoDB's partial answer under load, and backing off is what it asks for.
 const UNPROCESSED_TRIES: usize = 8;
 
-/// An SDK error with what was being done: the service's error code and message
-/// (`ConditionalCheckFailedException: ...`) are in `DisplayErrorContext`.
+/// An SDK error with what was being done, then the error's chain of causes:
+/// `service error: ResourceNotFoundException: Requested resource not found`, or
+/// `dispatch failure: io error: ...`. (The SDK's `DisplayErrorContext` gives the
+/// same chain but appends the whole response's Debug, headers and body, which
+/// buries the message in logs and API answers.)
 pub fn backend(context: impl std::fmt::Display, err: impl std::error::Error) -> StoreError {
-    StoreError::Backend(format!("{context}: {}", DisplayErrorContext(err)))
+    let mut parts: Vec<String> = Vec::new();
+    let mut cause: Option<&dyn std::error::Error> = Some(&err);
+    while let Some(e) = cause {
+        let text = e.to_string();
+        // An operation error and the exception inside it say the same thing.
+        if parts.last() != Some(&text) {
+            parts.push(text);
+        }
+        cause = e.source();
+    }
+    StoreError::Backend(format!("{context}: {}", parts.join(": ")))
 }
 
 /// A stored item that does not decode: corrupt data, named with where it was.

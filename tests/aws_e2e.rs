@@ -1,0 +1,167 @@
+//! drover on AWS, end to end, against moto: the controller keeps its state in
+//! DynamoDB, its blobs in S3, launches EC2 instances (a fleet simulator runs one
+//! real `drover worker` per instance moto shows running) and publishes its hints
+//! through SNS. Everything is created by `drover init`.
+
+mod common;
+
+use common::{drover_bin, fleet_sim::FleetSim, moto::Moto, wait_for, Controller, TestDir};
+use std::{process::Command, time::Duration};
+
+const CLUSTER: &str = "e2e";
+const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:drover-e2e";
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+fn write_config(dir: &TestDir, moto: &Moto, port: u16) -> std::path::PathBuf {
+    let url = &moto.url;
+    dir.write(
+        "drover.toml",
+        &format!(
+            r#"cluster = "{CLUSTER}"
+listen = "127.0.0.1:{port}"
+public_url = "http://127.0.0.1:{port}"
+state = "dynamodb://e2e?region=us-east-1"
+blobs = "s3://drover-e2e/jobs"
+hints = "sns://{TOPIC}"
+heartbeat_timeout = "3s"
+ping_interval = "300ms"
+reconcile_interval = "300ms"
+
+[aws]
+endpoint_url = "{url}"
+imds_endpoint = "{url}"
+
+[sns]
+cert_base_url = "{url}"
+
+[fleet]
+provider = "ec2"
+min_workers = 0
+max_workers = 3
+slots_per_worker = 2
+idle_timeout = "2s"
+
+[fleet.ec2]
+image_id = "ami-12c6146b"
+instance_type = "t3.micro"
+"#
+        ),
+    )
+}
+
+/// `drover ARGS` with the moto environment, in the test folder.
+fn drover_aws(dir: &TestDir, moto: &Moto, args: &[&str]) -> std::process::Output {
+    Command::new(drover_bin())
+        .args(args)
+        .current_dir(dir.path())
+        .envs(moto.env())
+        .env_remove("DROVER_CONTROLLER")
+        .output()
+        .expect("run drover")
+}
+
+fn running_instances(moto: &Moto) -> usize {
+    common::block_on(async {
+        let ec2 = aws_sdk_ec2::Client::new(&moto.sdk_config());
+        let out = ec2
+            .describe_instances()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("tag:drover:cluster")
+                    .values(CLUSTER)
+                    .build(),
+            )
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("instance-state-name")
+                    .values("pending")
+                    .values("running")
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("describe instances");
+        out.reservations().iter().map(|r| r.instances().len()).sum()
+    })
+}
+
+#[test]
+fn twenty_jobs_run_on_ec2_workers_with_dynamodb_s3_and_sns_and_the_fleet_scales_back_to_zero() {
+    let moto = Moto::start();
+    let dir = TestDir::new();
+    let port = free_port();
+    let config = write_config(&dir, &moto, port);
+    let config = config.to_str().expect("utf-8 path");
+
+    let check = drover_aws(&dir, &moto, &["config", "check", "--config", config]);
+    assert!(
+        check.status.success(),
+        "config check: {}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    for round in 0..2 {
+        let init = drover_aws(&dir, &moto, &["init", "--config", config]);
+        assert!(
+            init.status.success(),
+            "init (round {round}) failed:\n{}{}",
+            String::from_utf8_lossy(&init.stdout),
+            String::from_utf8_lossy(&init.stderr)
+        );
+    }
+
+    let controller = Controller::start_with_env(
+        &dir,
+        "data",
+        &["--config", config, "--listen", &format!("127.0.0.1:{port}")],
+        &moto.env(),
+    );
+    let sim = FleetSim::start(
+        &moto.url,
+        CLUSTER,
+        std::path::Path::new(drover_bin()),
+        &dir.join("sim"),
+    );
+
+    let jdl = dir.write(
+        "echo.jdl",
+        "[\n  Executable = \"/bin/sh\";\n  Arguments = \"-c 'echo job $DROVER_JOB_ID > out.txt'\";\n  OutputSandbox = {\"out.txt\"};\n]\n",
+    );
+    let ids: Vec<String> = (0..20).map(|_| controller.submit(&jdl)).collect();
+    for id in &ids {
+        let job = controller.wait_done(id, Duration::from_secs(120));
+        assert_eq!(
+            job["state"],
+            "succeeded",
+            "{job:#}\ncontroller log:\n{}",
+            controller.log_tail()
+        );
+        let out = dir.join(format!("out-{id}"));
+        controller
+            .drover(["fetch", id, "--out", out.to_str().expect("utf-8")])
+            .expect_ok("fetch");
+        assert_eq!(common::read(&out.join("out.txt")), format!("job {id}\n"));
+    }
+
+    let launched = controller.metric("drover_instances_launched_total");
+    assert!(
+        (1.0..=3.0).contains(&launched),
+        "launched {launched} instances, max_workers is 3"
+    );
+    assert!(sim.instance_ids().len() <= 3);
+
+    // Idle for 2 s above min_workers = 0: every instance is terminated.
+    wait_for(
+        Duration::from_secs(60),
+        "the fleet to scale back to zero",
+        || (running_instances(&moto) == 0).then_some(()),
+    );
+    let idle = controller.metric("drover_instances_terminated_total{reason=\"idle\"}");
+    assert_eq!(
+        idle, launched,
+        "every launched instance ends idle and terminated"
+    );
+}
