@@ -271,6 +271,17 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<u8> {
         work_dir,
         max_output_bytes: args.max_output_bytes,
     };
+    if args.imds {
+        match crate::metadata::identity(None).await {
+            Ok(id) => tracing::info!(
+                ec2_instance = %id.instance_id,
+                region = %id.region,
+                public_hostname = id.public_hostname.as_deref().unwrap_or("-"),
+                "running on EC2"
+            ),
+            Err(e) => tracing::warn!(error = %e, "--imds: no instance identity"),
+        }
+    }
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     tokio::spawn(async move {

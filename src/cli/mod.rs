@@ -235,6 +235,10 @@ pub struct WorkerArgs {
     /// The cluster tag the local fleet recognises its workers by.
     #[arg(long, default_value = "")]
     cluster: String,
+    /// On EC2: read this instance's identity from the instance metadata service
+    /// (IMDSv2) and log it (AWS_EC2_METADATA_SERVICE_ENDPOINT overrides where).
+    #[arg(long)]
+    imds: bool,
     /// When the fleet launched this worker (ms since the epoch), for the fleet's bookkeeping.
     #[arg(long, default_value_t = 0)]
     launched_at: u64,

@@ -73,6 +73,14 @@ pub struct FleetFile {
     pub provider: Option<FleetProvider>,
     /// `[fleet.ec2]`: read by the EC2 fleet itself.
     pub ec2: Option<toml::Table>,
+    /// An instance of the cluster unknown to the store is terminated this long
+    /// after its launch (default 30s).
+    #[serde(default, deserialize_with = "duration_serde::option")]
+    pub leak_grace: Option<Duration>,
+    /// An instance whose worker has not registered this long after its launch is
+    /// terminated (default 2m).
+    #[serde(default, deserialize_with = "duration_serde::option")]
+    pub registration_timeout: Option<Duration>,
     pub min_workers: Option<u32>,
     pub max_workers: Option<u32>,
     pub slots_per_worker: Option<u32>,
@@ -128,6 +136,8 @@ pub struct ControllerConfig {
     pub hints: HintsUrl,
     pub fleet_provider: FleetProvider,
     pub ec2: Option<toml::Table>,
+    pub leak_grace: Duration,
+    pub registration_timeout: Duration,
     pub aws: crate::aws::AwsSettings,
     pub sns_cert_base_url: Option<String>,
     pub sns_max_message_age: Duration,
@@ -159,6 +169,8 @@ impl Default for ControllerConfig {
             hints: HintsUrl::None,
             fleet_provider: FleetProvider::Local,
             ec2: None,
+            leak_grace: Duration::from_secs(30),
+            registration_timeout: Duration::from_secs(120),
             aws: crate::aws::AwsSettings::default(),
             sns_cert_base_url: None,
             sns_max_message_age: Duration::from_secs(3600),
@@ -223,6 +235,12 @@ impl ControllerConfig {
         let f = file.fleet;
         c.fleet_provider = f.provider.unwrap_or_default();
         c.ec2 = f.ec2;
+        if let Some(v) = f.leak_grace {
+            c.leak_grace = v;
+        }
+        if let Some(v) = f.registration_timeout {
+            c.registration_timeout = v;
+        }
         if let Some(v) = f.min_workers {
             c.fleet.min_workers = v;
         }

@@ -154,3 +154,36 @@ pub async fn subscribe_hints(config: &ControllerConfig, aws: &Aws, address: &Con
         }
     }
 }
+
+/// The address workers and hints reach this controller at: `public_url` when
+/// configured; on EC2 (fleet provider ec2) the instance's public hostname from
+/// the instance metadata; else the address it listens on.
+pub async fn public_url(config: &ControllerConfig, listening: std::net::SocketAddr) -> String {
+    if let Some(url) = &config.public_url {
+        return url.clone();
+    }
+    let fallback = format!("http://{listening}");
+    if config.fleet_provider != FleetProvider::Ec2 {
+        return fallback;
+    }
+    let lookup = crate::metadata::identity(config.aws.imds_endpoint.as_deref());
+    match tokio::time::timeout(std::time::Duration::from_secs(5), lookup).await {
+        Ok(Ok(id)) => match id.public_hostname {
+            Some(host) => format!("http://{host}:{}", listening.port()),
+            None => {
+                tracing::warn!(instance = %id.instance_id, "this instance has no public hostname; set public_url");
+                fallback
+            }
+        },
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "not on EC2? using {fallback}; set public_url");
+            fallback
+        }
+        Err(_) => {
+            tracing::warn!(
+                "the instance metadata service did not answer; using {fallback}; set public_url"
+            );
+            fallback
+        }
+    }
+}

@@ -27,6 +27,8 @@ pub async fn tick(c: &Controller) -> anyhow::Result<()> {
         settings: &settings,
         timeouts: FleetTimeouts {
             heartbeat_ms,
+            registration_ms: c.config.registration_timeout.as_millis() as u64,
+            leak_grace_ms: c.config.leak_grace.as_millis() as u64,
             ..FleetTimeouts::default()
         },
         instances: &instances,

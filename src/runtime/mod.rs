@@ -155,10 +155,7 @@ pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController
         })?;
     let addr = listener.local_addr()?;
     let address = backends::ControllerAddress {
-        url: config
-            .public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{addr}")),
+        url: backends::public_url(&config, addr).await,
         file: std::path::absolute(config.data_dir.join("controller.url"))?,
     };
     std::fs::write(&address.file, format!("{}\n", address.url))

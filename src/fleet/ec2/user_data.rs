@@ -35,7 +35,7 @@ pub fn render_user_data(drover_path: &str, launch: &WorkerLaunch) -> String {
          exec >>{log} 2>&1\n\
          {env}={token}\n\
          export {env}\n\
-         exec {exe} worker --controller {controller} --instance-id {id} --slots {slots} --ping-interval {ping}\n",
+         exec {exe} worker --imds --controller {controller} --instance-id {id} --slots {slots} --ping-interval {ping}\n",
         log = LOG_FILE,
         env = TOKEN_ENV,
         token = q(&launch.token),

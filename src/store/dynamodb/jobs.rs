@@ -13,7 +13,7 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
 use futures::{stream, StreamExt};
 use reconcilers::model::{Job, JobId, JobState, Timestamp, WorkerId};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 /// Largest page a merge cursor of `list_jobs` asks for (without a page size).
 const MERGE_PAGE_MAX: i32 = 1000;
@@ -201,7 +201,15 @@ impl DynamoStore {
                     .map(|p| self.query_all(self.newest_first(p), None, &context))
                     .collect();
                 let all: Vec<Vec<Item>> = concurrently(queries).await?;
-                all.into_iter().flatten().collect()
+                let mut newest: HashMap<String, Item> = HashMap::new();
+                for item in all.into_iter().flatten() {
+                    let id = attr_text(&item, "id");
+                    match newest.get(&id) {
+                        Some(kept) if version_of(kept) >= version_of(&item) => {}
+                        _ => drop(newest.insert(id, item)),
+                    }
+                }
+                newest.into_values().collect()
             }
         };
         let mut jobs = items
@@ -257,13 +265,9 @@ impl DynamoStore {
                 page: first,
             })
             .collect();
-        let sort_key = |item: &Item| {
-            item.get(STATE_SK)
-                .and_then(|v| v.as_s().ok())
-                .cloned()
-                .unwrap_or_default()
-        };
-        let mut out = Vec::new();
+        let sort_key = |item: &Item| attr_text(item, STATE_SK);
+        let mut out: Vec<Item> = Vec::new();
+        let mut seen: HashMap<String, usize> = HashMap::new();
         while out.len() < limit {
             let dry: Vec<(usize, Option<Item>, i32)> = cursors
                 .iter()
@@ -297,9 +301,19 @@ impl DynamoStore {
                 .iter_mut()
                 .filter_map(|c| Some((sort_key(c.buffered.front()?), c)))
                 .max_by(|a, b| a.0.cmp(&b.0));
-            match best {
-                Some((_, cursor)) => out.extend(cursor.buffered.pop_front()),
-                None => break,
+            let Some(item) = best.and_then(|(_, cursor)| cursor.buffered.pop_front()) else {
+                break;
+            };
+            // While the index moves a job from one state's partition to another,
+            // a read may see it in both: the newer version stands, counted once.
+            let id = attr_text(&item, "id");
+            match seen.get(&id) {
+                Some(&at) if version_of(&item) > version_of(&out[at]) => out[at] = item,
+                Some(_) => {}
+                None => {
+                    seen.insert(id, out.len());
+                    out.push(item);
+                }
             }
         }
         Ok(out)
@@ -377,4 +391,18 @@ impl DynamoStore {
             )),
         }
     }
+}
+
+fn attr_text(item: &Item, name: &str) -> String {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn version_of(item: &Item) -> u64 {
+    item.get("version")
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }

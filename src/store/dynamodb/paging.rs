@@ -237,7 +237,7 @@ mod tests {
 
     /// The same number of tries as `backoff()`, without the waiting.
     fn quick() -> impl Iterator<Item = Duration> {
-        std::iter::repeat(Duration::from_millis(1)).take(UNPROCESSED_TRIES)
+        std::iter::repeat_n(Duration::from_millis(1), UNPROCESSED_TRIES)
     }
 
     #[tokio::test]
