@@ -31,6 +31,7 @@ pub async fn tick(c: &Controller) -> anyhow::Result<()> {
     if !plan.writes.is_empty() {
         let before: HashMap<&JobId, &Job> = jobs.iter().map(|j| (&j.id, j)).collect();
         let results = c.store.update_jobs(&plan.writes).await?;
+        let mut failed = None;
         for (next, result) in plan.writes.iter().zip(results) {
             match result {
                 Ok(_) => {
@@ -51,8 +52,16 @@ pub async fn tick(c: &Controller) -> anyhow::Result<()> {
                 Err(StoreError::Conflict { job, .. }) => {
                     tracing::debug!(%job, "job changed meanwhile; skipped")
                 }
-                Err(e) => return Err(e.into()),
+                // One item failed (DynamoDB writes each on its own): the others
+                // landed and still get their wake-ups; the next tick retries it.
+                Err(e) => {
+                    tracing::warn!(job = %next.id, error = %e, "writing a job failed");
+                    failed = Some(e);
+                }
             }
+        }
+        if let Some(e) = failed {
+            return Err(e.into());
         }
     }
 

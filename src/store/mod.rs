@@ -61,8 +61,9 @@ pub trait Store: Send + Sync + 'static {
     /// stores it with version + 1, which it returns. A stale write gets `Conflict`.
     async fn update_job(&self, job: &Job) -> StoreResult<u64>;
 
-    /// Many conditional writes in one transaction (group commit); each one is
-    /// checked on its own, and the result of each is returned in order.
+    /// Many conditional writes, each checked on its own, the result of each
+    /// returned in order. SQLite commits them in one transaction (group commit);
+    /// DynamoDB runs them concurrently.
     async fn update_jobs(&self, jobs: &[Job]) -> StoreResult<Vec<StoreResult<u64>>>;
 
     /// Jobs that are queued, assigned or running.
