@@ -98,11 +98,23 @@ pub enum BlobError {
 #[derive(Clone)]
 pub struct Blobs {
     store: Arc<dyn ObjectStore>,
+    /// On S3: signs URLs that let a client without credentials upload one object.
+    signer: Option<Signing>,
+}
+
+#[derive(Clone)]
+struct Signing {
+    s3: Arc<object_store::aws::AmazonS3>,
+    /// The bucket prefix `store` hides, which a signed URL must spell out.
+    prefix: String,
 }
 
 impl Blobs {
     pub fn new(store: Arc<dyn ObjectStore>) -> Blobs {
-        Blobs { store }
+        Blobs {
+            store,
+            signer: None,
+        }
     }
 
     /// Blobs in an S3 bucket, under `prefix`, with the same layout as locally.
@@ -133,12 +145,59 @@ impl Blobs {
             context: format!("configuring S3 bucket {bucket}"),
             source,
         })?;
+        let s3 = Arc::new(s3);
         let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
-            Arc::new(s3)
+            s3.clone()
         } else {
-            Arc::new(object_store::prefix::PrefixStore::new(s3, prefix))
+            Arc::new(object_store::prefix::PrefixStore::new(
+                s3.clone() as Arc<dyn ObjectStore>,
+                prefix,
+            ))
         };
-        Ok(Blobs::new(store))
+        let signer = Some(Signing {
+            s3,
+            prefix: prefix.to_string(),
+        });
+        Ok(Blobs { store, signer })
+    }
+
+    /// A URL that allows one PUT of `key` for `expires_in`, for a client without
+    /// credentials of its own; `None` where blobs are not on S3.
+    pub async fn presigned_put(
+        &self,
+        key: &BlobPath,
+        expires_in: std::time::Duration,
+    ) -> Result<Option<url::Url>, BlobError> {
+        use object_store::signer::Signer;
+        let Some(signing) = &self.signer else {
+            return Ok(None);
+        };
+        let full = if signing.prefix.is_empty() {
+            key.clone()
+        } else {
+            BlobPath::from(format!("{}/{key}", signing.prefix))
+        };
+        signing
+            .s3
+            .signed_url(axum::http::Method::PUT, &full, expires_in)
+            .await
+            .map(Some)
+            .map_err(|source| BlobError::Store {
+                context: format!("signing an upload URL for {key}"),
+                source,
+            })
+    }
+
+    /// The size of a blob, `None` if it does not exist.
+    pub async fn size(&self, key: &BlobPath) -> Result<Option<u64>, BlobError> {
+        match self.store.head(key).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(source) => Err(BlobError::Store {
+                context: format!("looking up {key}"),
+                source,
+            }),
+        }
     }
 
     /// Blobs in a local folder, created if missing.
@@ -207,17 +266,6 @@ impl Blobs {
             Err(object_store::Error::NotFound { .. }) => Err(BlobError::NotFound(key.to_string())),
             Err(source) => Err(BlobError::Store {
                 context: format!("reading {key}"),
-                source,
-            }),
-        }
-    }
-
-    pub async fn exists(&self, key: &BlobPath) -> Result<bool, BlobError> {
-        match self.store.head(key).await {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(source) => Err(BlobError::Store {
-                context: format!("looking up {key}"),
                 source,
             }),
         }

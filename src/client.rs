@@ -125,6 +125,35 @@ impl Client {
         .map(|_| ())
     }
 
+    /// A presigned upload URL for the job's input, `None` when the controller's
+    /// blobs are local (then the input goes through `upload_input`).
+    pub async fn input_url(&self, id: &JobId) -> Result<Option<String>, ClientError> {
+        let req = self
+            .http
+            .post(self.url(&format!("/v1/jobs/{id}/input-url")));
+        match self.json::<InputUrl>(req).await {
+            Ok(u) => Ok(Some(u.url)),
+            Err(ClientError::Api { status, .. }) if status == StatusCode::NOT_FOUND => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// PUTs a file to a presigned URL (S3 wants its length up front).
+    pub async fn upload_presigned(
+        &self,
+        url: &str,
+        file: tokio::fs::File,
+        len: u64,
+    ) -> Result<(), ClientError> {
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
+        let req = self
+            .http
+            .put(url)
+            .header(reqwest::header::CONTENT_LENGTH, len)
+            .body(body);
+        self.send(req).await.map(|_| ())
+    }
+
     pub async fn submit(&self, id: &JobId, jdl: String) -> Result<Job, ClientError> {
         let req = self
             .http

@@ -165,3 +165,45 @@ fn twenty_jobs_run_on_ec2_workers_with_dynamodb_s3_and_sns_and_the_fleet_scales_
         "every launched instance ends idle and terminated"
     );
 }
+
+#[test]
+fn the_frontend_uploads_straight_to_s3_through_a_presigned_url_and_the_limit_still_holds() {
+    let moto = Moto::start();
+    let dir = TestDir::new();
+    let url = &moto.url;
+    let config = dir.write(
+        "drover.toml",
+        &format!(
+            "blobs = \"s3://drover-presign/in\"\n[aws]\nendpoint_url = \"{url}\"\n[limits]\nmax_input_bytes = 4000\n"
+        ),
+    );
+    let config = config.to_str().expect("utf-8 path");
+    let init = drover_aws(&dir, &moto, &["init", "--config", config]);
+    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    let controller = Controller::start_with_env(&dir, "data", &["--config", config], &moto.env());
+
+    // The CLI takes the presigned way and the job runs.
+    let jdl = dir.write("hi.jdl", "Executable = /bin/echo\nArguments = hi\nStdOutput = o.txt\nOutputSandbox = {o.txt}\n");
+    let id = controller.submit(&jdl);
+    let job = controller.wait_done(&id, Duration::from_secs(60));
+    assert_eq!(job["state"], "succeeded", "{job:#}");
+
+    // The URL points at the bucket, not at the controller.
+    let (status, body) = common::http(&controller.url, "POST", "/v1/jobs", None);
+    assert_eq!(status, 201);
+    let id = body["id"].as_str().expect("id").to_string();
+    let (status, body) = common::http(&controller.url, "POST", &format!("/v1/jobs/{id}/input-url"), None);
+    assert_eq!(status, 200, "{body}");
+    let put_url = body["url"].as_str().expect("url").to_string();
+    assert!(put_url.starts_with(&format!("{url}/drover-presign/in/jobs/{id}/input.tar.gz?")), "{put_url}");
+    // An archive over the limit goes up (S3 cannot know the limit) but is refused at submit.
+    let status = common::block_on(async {
+        reqwest::Client::new().put(&put_url).body(vec![0u8; 5000]).send().await.expect("PUT").status()
+    });
+    assert!(status.is_success(), "presigned PUT: {status}");
+    let (status, body) =
+        common::http(&controller.url, "POST", &format!("/v1/jobs/{id}/submit"), Some(serde_json::json!({"jdl": "Executable = /bin/true\n"})));
+    assert_eq!(status, 413, "{body}");
+    assert!(body["error"].as_str().unwrap_or("").contains("5000 bytes, over the limit of 4000"), "{body}");
+    assert_eq!(controller.job(&id)["state"], "created", "nothing was submitted");
+}

@@ -75,6 +75,37 @@ pub async fn upload_input(
     }
 }
 
+/// `POST /v1/jobs/{id}/input-url`: a presigned URL the client uploads its input
+/// archive to directly (blobs on S3), so it needs no AWS credentials of its own
+/// and the archive does not pass through the controller. 404 where blobs are local.
+pub async fn input_url(
+    State(c): State<Ctx>,
+    Path(id): Path<String>,
+) -> Result<Json<InputUrl>, ApiError> {
+    let id = parse_job_id(&id)?;
+    let job = load_job(&c, &id).await?;
+    if job.state != JobState::Created {
+        return Err(ApiError::conflict(format!(
+            "job {id} is {}; its input is already submitted",
+            job.state
+        )));
+    }
+    let expires_in = Duration::from_secs(15 * 60);
+    match c
+        .blobs
+        .presigned_put(&layout::input(&id), expires_in)
+        .await?
+    {
+        Some(url) => Ok(Json(InputUrl {
+            url: url.to_string(),
+            expires_in_secs: expires_in.as_secs(),
+        })),
+        None => Err(ApiError::not_found(format!(
+            "blobs are not on S3: upload the input of job {id} with PUT /v1/jobs/{id}/input"
+        ))),
+    }
+}
+
 /// `POST /v1/jobs/{id}/submit`: the JDL; the job becomes `Queued`. The controller
 /// reads the JDL itself rather than trusting what a client derived from it.
 pub async fn submit(
@@ -103,10 +134,20 @@ pub async fn submit(
             desc.job_type
         )));
     }
-    if !c.blobs.exists(&layout::input(&id)).await? {
-        return Err(ApiError::conflict(format!(
-            "job {id} has no input archive yet: upload it (PUT /v1/jobs/{id}/input) before submitting"
-        )));
+    // A presigned upload bypasses the controller, so the limit is checked here.
+    match c.blobs.size(&layout::input(&id)).await? {
+        None => {
+            return Err(ApiError::conflict(format!(
+                "job {id} has no input archive yet: upload it (PUT /v1/jobs/{id}/input) before submitting"
+            )))
+        }
+        Some(n) if n > c.config.max_input_bytes => {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("input archive of job {id} is {n} bytes, over the limit of {} bytes", c.config.max_input_bytes),
+            ))
+        }
+        Some(_) => {}
     }
     c.blobs
         .put_bytes(&layout::jdl(&id), req.jdl.into_bytes().into())

@@ -35,6 +35,7 @@ pub fn router(c: Ctx) -> Router {
             put(jobs::upload_input).get(workers::download_input),
         )
         .route("/v1/jobs/{id}/submit", post(jobs::submit))
+        .route("/v1/jobs/{id}/input-url", post(jobs::input_url))
         .route("/v1/jobs/{id}/wait", get(jobs::wait))
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
         .route("/v1/jobs/{id}/output", get(jobs::output))

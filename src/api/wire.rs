@@ -12,6 +12,13 @@ pub struct Allocated {
     pub id: JobId,
 }
 
+/// Where to upload an input archive directly.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct InputUrl {
+    pub url: String,
+    pub expires_in_secs: u64,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub struct SubmitRequest {
     /// The job's JDL (canonical form, as packed into the input archive).

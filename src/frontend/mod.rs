@@ -60,11 +60,28 @@ pub async fn submit(
     let file = tokio::fs::File::open(archive.path())
         .await
         .context("reading the input archive back")?;
-    let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
-    client
-        .upload_input(&id, body)
-        .await
-        .with_context(|| format!("uploading the input archive of job {id}"))?;
+    let uploading = || format!("uploading the input archive of job {id}");
+    match client.input_url(&id).await.with_context(uploading)? {
+        // Blobs on S3: straight to the bucket, no credentials needed.
+        Some(url) => {
+            let len = file
+                .metadata()
+                .await
+                .context("reading the input archive back")?
+                .len();
+            client
+                .upload_presigned(&url, file, len)
+                .await
+                .with_context(uploading)?;
+        }
+        None => {
+            let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
+            client
+                .upload_input(&id, body)
+                .await
+                .with_context(uploading)?;
+        }
+    }
     let job = client
         .submit(&id, packed.jdl)
         .await
