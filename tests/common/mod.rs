@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+pub mod aws;
 pub mod fault_proxy;
 pub mod fleet_sim;
 pub mod moto;

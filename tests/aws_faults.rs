@@ -1,0 +1,792 @@
+//! drover on AWS when things go wrong, against moto: a controller killed with
+//! SIGKILL and restarted (nothing launched twice, a leaked instance terminated,
+//! every job finished), EC2 and DynamoDB answering with throttling errors for a
+//! while (a fault proxy between the controller and moto), and forged SNS
+//! deliveries (403, nothing changed).
+//!
+//! Each test runs a moto, a real `drover controller` with the AWS backends and
+//! the fleet simulator's real workers, with second-scale timings.
+
+mod common;
+
+use base64::Engine as _;
+use common::{
+    aws::{self, Settings},
+    drover_bin,
+    fault_proxy::{FaultProxy, Match, Seen},
+    fleet_sim::FleetSim,
+    moto::Moto,
+    wait_for, Controller, TestDir,
+};
+use serde_json::{json, Value};
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, MutexGuard},
+    time::{Duration, Instant, SystemTime},
+};
+
+/// One test at a time: each runs moto, a controller and up to three workers on
+/// second-scale timings, which a small machine running them all at once would
+/// starve into false heartbeat timeouts.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A job that runs for `secs` seconds and leaves which attempt it was.
+fn sleeper(dir: &TestDir, secs: u32) -> PathBuf {
+    dir.write(
+        &format!("sleep{secs}.jdl"),
+        &format!(
+            "[\n  Executable = \"/bin/sh\";\n  Arguments = \"-c 'sleep {secs}; echo attempt $DROVER_ATTEMPT > out.txt'\";\n  OutputSandbox = {{\"out.txt\"}};\n]\n"
+        ),
+    )
+}
+
+/// The job, if the controller answers 200 (while its store is throttled it may
+/// not, and a test polling it must not fail for that).
+fn job_if_answered(ctl: &Controller, id: &str) -> Option<Value> {
+    let (status, body) = common::http(&ctl.url, "GET", &format!("/v1/jobs/{id}"), None);
+    (status == 200).then_some(body)
+}
+
+fn is_final(job: &Value) -> bool {
+    matches!(
+        job["state"].as_str(),
+        Some("succeeded" | "failed" | "cancelled")
+    )
+}
+
+/// Waits until every job is in a state `pred` accepts; returns them.
+fn wait_jobs(
+    ctl: &Controller,
+    ids: &[String],
+    within: Duration,
+    what: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Vec<Value> {
+    let deadline = Instant::now() + within;
+    let mut last: HashMap<&str, Value> = HashMap::new();
+    loop {
+        for id in ids {
+            if let Some(job) = job_if_answered(ctl, id) {
+                last.insert(id, job);
+            }
+        }
+        let done = ids
+            .iter()
+            .all(|id| last.get(id.as_str()).is_some_and(&pred));
+        if done {
+            return ids.iter().map(|id| last[id.as_str()].clone()).collect();
+        }
+        if Instant::now() >= deadline {
+            let seen: Vec<String> = ids
+                .iter()
+                .map(|id| match last.get(id.as_str()) {
+                    Some(j) => format!("{id}: {} {}", j["state"], j["attempts"]),
+                    None => format!("{id}: never answered"),
+                })
+                .collect();
+            panic!(
+                "timed out after {within:?} waiting for every job to be {what}:\n{}\ncontroller log:\n{}",
+                seen.join("\n"),
+                ctl.log_tail()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The job succeeded at its first attempt: nothing was lost or run twice.
+fn assert_succeeded_once(job: &Value, ctl: &Controller) {
+    let attempts = job["attempts"].as_array().cloned().unwrap_or_default();
+    assert!(
+        job["state"] == "succeeded" && attempts.len() == 1 && attempts[0]["outcome"] == "succeeded",
+        "expected one succeeded attempt:\n{job:#}\ncontroller log:\n{}",
+        ctl.log_tail()
+    );
+}
+
+/// `/metrics` as text.
+fn metrics_text(ctl: &Controller) -> String {
+    common::block_on(async {
+        reqwest::get(format!("{}/metrics", ctl.url))
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics body")
+    })
+}
+
+/// The sum of every sample of `name` whose labels contain `labels`.
+fn metric_sum(text: &str, name: &str, labels: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let (series, value) = rest.rsplit_once(' ')?;
+            (series.is_empty() || series.starts_with('{'))
+                .then_some(())
+                .filter(|_| series.contains(labels))?;
+            value.trim().parse::<f64>().ok()
+        })
+        .sum()
+}
+
+/// Every request the proxy refused was sent again, and went through: the
+/// caller waited the throttling out instead of giving up.
+fn assert_every_refusal_was_retried(seen: &[Seen]) {
+    for (i, s) in seen.iter().enumerate().filter(|(_, s)| s.refused) {
+        let retried = seen[i + 1..]
+            .iter()
+            .any(|later| later.kind == s.kind && !later.refused);
+        assert!(
+            retried,
+            "request {i} ({:?}) was refused and never went through afterwards",
+            s.kind
+        );
+    }
+}
+
+/// Each `drover:launch-key` is carried by one instance at most, over every
+/// instance of the cluster moto ever saw (terminated ones too).
+fn assert_each_launch_key_launched_once(moto: &Moto, cluster: &str) -> usize {
+    let all = aws::instances(moto, cluster, &[]);
+    let mut keys: HashMap<String, Vec<String>> = HashMap::new();
+    for i in &all {
+        if let Some(key) = aws::tag(i, "drover:launch-key") {
+            keys.entry(key.to_string())
+                .or_default()
+                .push(i.instance_id().unwrap_or("?").to_string());
+        }
+    }
+    let doubled: Vec<_> = keys.iter().filter(|(_, ids)| ids.len() > 1).collect();
+    assert!(doubled.is_empty(), "launch keys launched twice: {doubled:?}");
+    keys.len()
+}
+
+fn wait_fleet_empty(moto: &Moto, cluster: &str, ctl: &Controller) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while aws::running_instances(moto, cluster) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the fleet did not scale back to zero within 30s:\n{}",
+            ctl.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A controller killed and restarted
+// ---------------------------------------------------------------------------
+
+/// An instance tagged as the cluster's, launched behind drover's back.
+fn launch_leaked_instance(moto: &Moto, cluster: &str) -> String {
+    use aws_sdk_ec2::types::{InstanceType, ResourceType, Tag, TagSpecification};
+    common::block_on(async {
+        let ec2 = aws_sdk_ec2::Client::new(&moto.sdk_config());
+        let out = ec2
+            .run_instances()
+            .image_id("ami-12c6146b")
+            .instance_type(InstanceType::T3Micro)
+            .min_count(1)
+            .max_count(1)
+            .tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::Instance)
+                    .tags(
+                        Tag::builder()
+                            .key("drover:cluster")
+                            .value(cluster)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("launching the leaked instance");
+        out.instances()
+            .first()
+            .and_then(|i| i.instance_id())
+            .expect("an instance id")
+            .to_string()
+    })
+}
+
+fn instance_state(moto: &Moto, cluster: &str, ec2_id: &str) -> String {
+    aws::instances(moto, cluster, &[])
+        .iter()
+        .find(|i| i.instance_id() == Some(ec2_id))
+        .and_then(|i| i.state())
+        .and_then(|s| s.name())
+        .map(|n| n.as_str().to_string())
+        .unwrap_or_else(|| "gone".to_string())
+}
+
+#[test]
+fn a_restarted_controller_launches_nothing_twice_terminates_leaked_instances_and_finishes_every_job(
+) {
+    let _serial = serial();
+    let moto = Moto::start();
+    let dir = TestDir::new();
+    let mut s = Settings::new("restart", &moto);
+    s.leak_grace = Some("3s".into());
+    let config = s.write(&dir);
+    aws::init(&dir, &moto, &config);
+
+    let mut first = aws::start_controller(&dir, &config, &moto);
+    let _sim = FleetSim::start(
+        &moto.url,
+        &s.cluster,
+        Path::new(drover_bin()),
+        &dir.join("sim"),
+    );
+    // Six jobs of four seconds on three workers of two slots: all run at once,
+    // and they are still running when the controller dies.
+    let jdl = sleeper(&dir, 4);
+    let ids: Vec<String> = (0..6).map(|_| first.submit(&jdl)).collect();
+    wait_jobs(&first, &ids, Duration::from_secs(60), "started", |j| {
+        j["state"] == "running" || is_final(j)
+    });
+    let launched = first.metric("drover_instances_launched_total");
+    assert_eq!(launched, 3.0, "6 jobs / 2 slots: 3 instances");
+
+    first.kill9();
+    let killed = Instant::now();
+    let leaked = launch_leaked_instance(&moto, &s.cluster);
+    let leaked_at = Instant::now();
+    let second = aws::start_controller(&dir, &config, &moto);
+    let down = killed.elapsed();
+
+    // The workers kept running their jobs and pinging the address they were
+    // given, which the new controller listens on again: it adopts them. Its
+    // outage was shorter than the heartbeat timeout (3s), so no worker is lost
+    // and nothing runs twice.
+    for job in wait_jobs(&second, &ids, Duration::from_secs(60), "finished", is_final) {
+        assert_succeeded_once(&job, &second);
+    }
+    assert!(
+        down < Duration::from_secs(3),
+        "the restart took {down:?}, as long as the heartbeat timeout"
+    );
+    assert_eq!(second.metric("drover_workers_lost_total"), 0.0);
+
+    // The leaked instance goes once its grace (3s from its launch) is over.
+    let gone = wait_for(
+        Duration::from_secs(20),
+        "the leaked instance to be terminated",
+        || {
+            let state = instance_state(&moto, &s.cluster, &leaked);
+            matches!(state.as_str(), "shutting-down" | "terminated" | "gone")
+                .then(|| leaked_at.elapsed())
+        },
+    );
+    // EC2 (and moto) report launch times to the second: the grace may end up
+    // to a second early.
+    assert!(
+        gone >= Duration::from_secs(2),
+        "the leaked instance was terminated {gone:?} after its launch, before its grace"
+    );
+    assert_eq!(
+        second.metric("drover_instances_terminated_total{reason=\"leaked\"}"),
+        1.0,
+        "{}",
+        second.log_tail()
+    );
+
+    // Nothing was launched again: the restarted controller found the three
+    // instances of its predecessor in DynamoDB and in EC2.
+    assert_eq!(second.metric("drover_instances_launched_total"), 0.0);
+    let keys = assert_each_launch_key_launched_once(&moto, &s.cluster);
+    assert_eq!(keys as f64, launched);
+
+    wait_fleet_empty(&moto, &s.cluster, &second);
+    assert_eq!(
+        second.metric("drover_instances_terminated_total{reason=\"idle\"}"),
+        launched
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Throttling
+// ---------------------------------------------------------------------------
+
+/// A controller whose AWS calls all go through a fault proxy in front of moto
+/// (the fleet simulator and the test look at moto directly).
+struct Throttled {
+    moto: Moto,
+    proxy: FaultProxy,
+    settings: Settings,
+    dir: TestDir,
+    config: PathBuf,
+}
+
+fn behind_a_proxy(cluster: &str) -> Throttled {
+    let moto = Moto::start();
+    let proxy = FaultProxy::start(&moto.url);
+    let dir = TestDir::new();
+    let mut settings = Settings::new(cluster, &moto);
+    settings.endpoint_url = proxy.url.clone();
+    let config = settings.write(&dir);
+    aws::init(&dir, &moto, &config);
+    Throttled {
+        moto,
+        proxy,
+        settings,
+        dir,
+        config,
+    }
+}
+
+/// Waits until the proxy has refused `n` requests that match.
+fn wait_refused(proxy: &FaultProxy, what: &Match, n: usize, ctl: &Controller) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while proxy.count(what).1 < n {
+        assert!(
+            Instant::now() < deadline,
+            "the proxy refused {} of {n} {what:?} requests in 30s:\n{}",
+            proxy.count(what).1,
+            ctl.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn ec2_throttling_is_waited_out_and_every_job_finishes() {
+    let _serial = serial();
+    let t = behind_a_proxy("ec2throttle");
+    let cluster = t.settings.cluster.as_str();
+    // The controller meets a throttled EC2 from its first call on: its first
+    // four EC2 calls, and the first three launches, are refused.
+    t.proxy.refuse_next(4, Match::AnyEc2);
+    t.proxy
+        .refuse_next(3, Match::Ec2Action("RunInstances".into()));
+    let ctl = aws::start_controller(&t.dir, &t.config, &t.moto);
+    let _sim = FleetSim::start(
+        &t.moto.url,
+        cluster,
+        Path::new(drover_bin()),
+        &t.dir.join("sim"),
+    );
+    let jdl = sleeper(&t.dir, 2);
+    let ids: Vec<String> = (0..6).map(|_| ctl.submit(&jdl)).collect();
+    wait_jobs(&ctl, &ids, Duration::from_secs(60), "started", |j| {
+        j["state"] == "running" || is_final(j)
+    });
+    // Another burst while the jobs run: the fleet loop's DescribeInstances,
+    // and whatever else comes, are refused four times more.
+    let before = t.proxy.count(&Match::AnyEc2).1;
+    t.proxy.refuse_next(4, Match::AnyEc2);
+    wait_refused(&t.proxy, &Match::AnyEc2, before + 4, &ctl);
+
+    for job in wait_jobs(&ctl, &ids, Duration::from_secs(60), "finished", is_final) {
+        assert_succeeded_once(&job, &ctl);
+    }
+    wait_fleet_empty(&t.moto, cluster, &ctl);
+
+    let (passed, refused) = t.proxy.count(&Match::AnyEc2);
+    assert_eq!(refused, 4 + 3 + 4, "every injected refusal was met");
+    assert!(passed > refused, "{passed} EC2 calls went through");
+    assert_every_refusal_was_retried(&t.proxy.seen());
+    // Each refused RunInstances was sent again with the same ClientToken and
+    // launch key: three instances launched, three RunInstances through, no
+    // launch key on two instances.
+    let launched = ctl.metric("drover_instances_launched_total");
+    assert_eq!(launched, 3.0);
+    let run = t.proxy.count(&Match::Ec2Action("RunInstances".into()));
+    assert_eq!(run, (3, 3), "(passed, refused) RunInstances");
+    assert_eq!(assert_each_launch_key_launched_once(&t.moto, cluster), 3);
+    assert_eq!(
+        ctl.metric("drover_instances_terminated_total{reason=\"idle\"}"),
+        launched
+    );
+    let log = ctl.log_text();
+    assert!(
+        log.contains("EC2 call failed; retrying") && log.contains("RequestLimitExceeded"),
+        "the controller did not say it waited out the throttling:\n{}",
+        ctl.log_tail()
+    );
+}
+
+#[test]
+fn dynamodb_throttling_is_waited_out_and_every_job_finishes() {
+    let _serial = serial();
+    let t = behind_a_proxy("ddbthrottle");
+    let cluster = t.settings.cluster.as_str();
+    let ctl = aws::start_controller(&t.dir, &t.config, &t.moto);
+    let _sim = FleetSim::start(
+        &t.moto.url,
+        cluster,
+        Path::new(drover_bin()),
+        &t.dir.join("sim"),
+    );
+    let jdl = sleeper(&t.dir, 2);
+    let ids: Vec<String> = (0..6).map(|_| ctl.submit(&jdl)).collect();
+    wait_jobs(&ctl, &ids, Duration::from_secs(60), "started", |j| {
+        j["state"] != "queued"
+    });
+
+    // A short burst on every DynamoDB call (the loops', the API's, the
+    // heartbeats'): the SDK's own retries (8 tries) absorb it.
+    let any = Match::AnyDynamoDb;
+    t.proxy.refuse_next(12, any.clone());
+    wait_refused(&t.proxy, &any, 12, &ctl);
+
+    // A longer one on the Scans only the reconcile loops make (workers,
+    // instances): at most two run at once, so one of them meets 8 refusals in
+    // a row, fails, and its loop backs off on its own before it tries again.
+    let scans = Match::DynamoDbOperation("Scan".into());
+    let scans_before = t.proxy.count(&scans).1;
+    t.proxy.refuse_next(20, scans.clone());
+    wait_refused(&t.proxy, &scans, scans_before + 20, &ctl);
+
+    for job in wait_jobs(&ctl, &ids, Duration::from_secs(60), "finished", is_final) {
+        assert_succeeded_once(&job, &ctl);
+    }
+    wait_fleet_empty(&t.moto, cluster, &ctl);
+
+    let (passed, refused) = t.proxy.count(&any);
+    assert_eq!(refused, 12 + 20, "every injected refusal was met");
+    assert!(passed > refused, "{passed} DynamoDB calls went through");
+    assert_every_refusal_was_retried(&t.proxy.seen());
+    let metrics = metrics_text(&ctl);
+    let failed_ticks = metric_sum(
+        &metrics,
+        "drover_reconcile_runs_total",
+        "result=\"error\"",
+    );
+    assert!(
+        failed_ticks >= 1.0,
+        "no reconcile loop ever gave up on a throttled call:\n{metrics}"
+    );
+    let log = ctl.log_text();
+    assert!(
+        log.contains("reconcile failed") && log.contains("ThrottlingException"),
+        "the controller did not say a loop backed off from throttling:\n{}",
+        ctl.log_tail()
+    );
+    assert_eq!(
+        ctl.metric("drover_workers_lost_total"),
+        0.0,
+        "a worker was declared lost while the store was throttled"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Forged SNS deliveries
+// ---------------------------------------------------------------------------
+
+/// The host SigningCertURLs must name; the controller fetches from its
+/// `cert_base_url` (the CertHost below) instead.
+const CERT_URL: &str = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-test.pem";
+
+/// A TEST-ONLY RSA 2048 key, the one of tests/aws_sns.rs (made with `openssl
+/// genpkey` for the tests; it signs nothing else).
+const TEST_KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----\n\
+MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQCZeJsR9FWoKHZk\n\
+Ab1TPrG4ePg04w55gFj6I4IqwcbIKHWBsDcCac1xvlVxpV9CJW7qBVILRmWMOeRn\n\
+iP+7T2ZNbAI9KY24W5MB66Mk06sj71RfLUZUJCAyTY2JvRF2wkEFdnLSTBuyUwBl\n\
+IQlatuFbUICt4/RYc3K2lYoJXJ/BJaunZD4uF3wV3TqFeX5Kn3l41YAsQWutiR+Q\n\
+eAX+q1nTuIdXmPuVZ/RvZefguObx/bOA996k94MP9BhoosLb3HfXquuHRfIhHBmy\n\
+rgcBFVJtdC07ik4zzIuu7HSO0RKHQS3eRsOHtxjtHFFLaf4fYV9JIOm0eCiK+Gew\n\
+btWaXmUzAgMBAAECggEACWyjFSysb+mgL479ydVhQ4NGNrU0x9hOXnn8vdRteRAm\n\
++yJPlnnZ0GDQTWzK1zyGPZ+7BI87oCtT79m1XpLHJPz7fDcHiWkyM119hL7s1QWW\n\
+6EtW9MbNJVmm1e0C3AicxpGaBnj/AGnhbdRkByqQ1zMv273SXPYl9rljIyUJeGpX\n\
+5oI2LWwzI+DPLx4gF91ejqrfCemofhpBrhW+rlbBK5FdL7+SaSL0UuMhzrAmUIbm\n\
+qFV2mpQJoQKEwI+SjYj0Uhl2M/4kwgjtCFiE4sun9bDvTgAk/LrrDSgqy1DG3oUE\n\
++zxHUSAjTip4tvBiQAeV3Db5Q3auHupclpjQ+3WyNQKBgQDS7oJN+cc9dBqUuh91\n\
+SbiDwG5G6RGofrmuXIOAR2+DYaTkBSaVAUD8mjPu5cseb4vEAPksfImIaawEKLeR\n\
+DVcpiiN5gUAFMC5hDs6zZjZqU9x18ZET9mHerPTCNa6U9bJ548d11VVJbcwzOy2p\n\
+qnpcWGPprpVlq5eAiynjISyeDQKBgQC6QyHzR+nLz2dtJ2h2GJFQPE3MV+k5e0k0\n\
+0KHgIfG7IuEtw06cF/YmT2zlLU+dqB7ZQNJ1eJHXmOHXLbzAcji6Z8AaXw4+GLys\n\
+YLpzGpkDr05v4/IamgoY6v2FJ3NT2mX+CV2WL9s/RfNZaufwTr8igPxDEoQahYes\n\
+VyVcDJGAPwKBgQCYhNW7xEyI5xcBS8PLb074FYCnzYdzKo7gwQxlCUJc4ZH1PrQz\n\
+MgDnpii/KXHBxC5vv7RssnBQLviu2TJCtD6+TqBwD0FXfwtKKwbTOalHIPRcZBvf\n\
+L1x9QtqIQ4DFPROch1OGpIdS3Q22Tagq8pYfh9pW8mIcbgLSc84J6cb1UQKBgDXV\n\
+vXRRbrOnqJ8V6s1nYGiuZVYQeqpQheIsAv2DEhkiha7yakAXdN+xySmcJQzOUMw+\n\
+PhYR2SVVXMESySFeYiMOZam5m6Y7BB1Wf81Q/LTh8GvKmGkz6IM3ODtKIb00vJHm\n\
+JxSHlHj/QMyxZ4Q/XmMcoMzKB0CbI5GeRoAKaeuFAoGAYnzBuS2B0u/7f+EcKblx\n\
+Owm7SgoRlZu7KUKzw3Uvnx0dY6Ficz9G8pmIpZaz1FRYb9VQdOAfX5eLh8GkNefv\n\
+8fMsMBKz1R/sZFSq5KQ2h59vD3X1cpmwxt9Gitf6MLO+6qQDrzxxigv1fKiQ9t8Y\n\
+GIXfAgzXp2wqzrxu7HAbMJo=\n\
+-----END PRIVATE KEY-----";
+
+fn key_der() -> Vec<u8> {
+    let b64: String = TEST_KEY_PEM
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .expect("the test key is base64")
+}
+
+/// A self-signed certificate for TEST_KEY_PEM, valid for centuries.
+fn test_cert_pem() -> String {
+    let key = rcgen::KeyPair::from_pem(TEST_KEY_PEM).expect("rcgen reads the test key");
+    let mut params =
+        rcgen::CertificateParams::new(vec!["sns.amazonaws.com".to_string()]).expect("params");
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2999, 1, 1);
+    params
+        .self_signed(&key)
+        .expect("self-signed certificate")
+        .pem()
+}
+
+/// AWS's string to sign of a Notification, written out independently of the
+/// receiver's.
+fn canonical(m: &Value) -> String {
+    ["Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"]
+        .iter()
+        .filter_map(|k| m[*k].as_str().map(|v| format!("{k}\n{v}\n")))
+        .collect()
+}
+
+/// Signs with SHA256 (SignatureVersion 2) under the test key.
+fn sign_v2(m: &mut Value) {
+    let key = ring::signature::RsaKeyPair::from_pkcs8(&key_der()).expect("ring reads the test key");
+    let mut sig = vec![0; key.public().modulus_len()];
+    key.sign(
+        &ring::signature::RSA_PKCS1_SHA256,
+        &ring::rand::SystemRandom::new(),
+        canonical(m).as_bytes(),
+        &mut sig,
+    )
+    .expect("signing");
+    m["SignatureVersion"] = json!("2");
+    m["Signature"] = json!(base64::engine::general_purpose::STANDARD.encode(sig));
+}
+
+/// A Notification as SNS delivers it, signed (v2), dated `at`.
+fn notification(topic: &str, subject: &str, message: &Value, at: SystemTime) -> Value {
+    let mut m = json!({
+        "Type": "Notification",
+        "MessageId": "0b7c5a0e-6d0a-4c53-8a1e-3f1f2c9d4e11",
+        "TopicArn": topic,
+        "Subject": subject,
+        "Message": message.to_string(),
+        "Timestamp": humantime::format_rfc3339_millis(at).to_string(),
+        "SigningCertURL": CERT_URL,
+        "UnsubscribeURL": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe&SubscriptionArn=x",
+    });
+    sign_v2(&mut m);
+    m
+}
+
+/// The loopback "SNS host" the controller's `cert_base_url` points at: it
+/// serves the test certificate, passes every other path on to moto (whose own
+/// deliveries are signed with moto's certificate) and notes what was asked.
+struct CertHost {
+    url: String,
+    asked: Arc<Mutex<Vec<String>>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Clone)]
+struct CertHostState {
+    pem: String,
+    moto: String,
+    asked: Arc<Mutex<Vec<String>>>,
+}
+
+async fn cert_host_answer(
+    axum::extract::State(s): axum::extract::State<CertHostState>,
+    uri: axum::http::Uri,
+) -> (axum::http::StatusCode, String) {
+    use axum::http::StatusCode;
+    let path = uri.path().to_string();
+    s.asked
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(path.clone());
+    if path == "/SimpleNotificationService-test.pem" {
+        return (StatusCode::OK, s.pem.clone());
+    }
+    // moto serves its certificate only to requests it takes for SNS calls.
+    let auth = "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/sns/aws4_request, \
+                SignedHeaders=host, Signature=0";
+    let relayed = reqwest::Client::new()
+        .get(format!("{}{path}", s.moto))
+        .header("Authorization", auth)
+        .send()
+        .await;
+    match relayed {
+        Ok(r) => (
+            StatusCode::from_u16(r.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY),
+            r.text().await.unwrap_or_default(),
+        ),
+        Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()),
+    }
+}
+
+impl CertHost {
+    fn start(moto_url: &str) -> CertHost {
+        let asked: Arc<Mutex<Vec<String>>> = Arc::default();
+        let state = CertHostState {
+            pem: test_cert_pem(),
+            moto: moto_url.to_string(),
+            asked: asked.clone(),
+        };
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the cert host");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                let app = axum::Router::new()
+                    .fallback(cert_host_answer)
+                    .with_state(state);
+                tokio::select! {
+                    _ = axum::serve(listener, app) => {}
+                    _ = stopped => {}
+                }
+            });
+        });
+        CertHost {
+            url,
+            asked,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    fn asked(&self) -> Vec<String> {
+        self.asked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+impl Drop for CertHost {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// `POST <controller>/sns` of a body as SNS sends it; the status and the text.
+fn post_sns(ctl: &Controller, body: &Value) -> (u16, String) {
+    common::block_on(async {
+        let resp = reqwest::Client::new()
+            .post(format!("{}/sns", ctl.url))
+            .header("Content-Type", "text/plain; charset=UTF-8")
+            .header("x-amz-sns-message-type", "Notification")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("POST /sns");
+        let status = resp.status().as_u16();
+        (status, resp.text().await.unwrap_or_default())
+    })
+}
+
+/// What a forged hint could change: the jobs, the job gauges, the messages
+/// taken, the launches.
+fn observable_state(ctl: &Controller) -> (Vec<Value>, Vec<String>) {
+    let metrics: Vec<String> = metrics_text(ctl)
+        .lines()
+        .filter(|l| {
+            ["drover_jobs", "drover_messages_received_total", "drover_instances_"]
+                .iter()
+                .any(|p| l.starts_with(p))
+        })
+        .map(str::to_string)
+        .collect();
+    (ctl.jobs(), metrics)
+}
+
+#[test]
+fn a_forged_sns_message_gets_403_and_changes_nothing() {
+    let _serial = serial();
+    let moto = Moto::start();
+    let certs = CertHost::start(&moto.url);
+    let dir = TestDir::new();
+    let mut s = Settings::new("forged", &moto);
+    s.cert_base_url = certs.url.clone();
+    // No worker may ever start: the job submitted below stays queued, so any
+    // change would be the forgeries' doing.
+    s.max_workers = 0;
+    let config = s.write(&dir);
+    aws::init(&dir, &moto, &config);
+    let ctl = aws::start_controller(&dir, &config, &moto);
+
+    let id = ctl.submit(&sleeper(&dir, 1));
+    wait_for(Duration::from_secs(10), "the job to be counted as queued", || {
+        (ctl.metric("drover_jobs{state=\"queued\"}") == 1.0).then_some(())
+    });
+    let before = observable_state(&ctl);
+    let topic = s.topic_arn();
+    let us = s.public_url();
+    let cancel = json!({"type": "cancel", "job": id});
+    let now = SystemTime::now;
+
+    // (a) Signed, then changed: the signature no longer verifies.
+    let mut tampered = notification(&topic, &us, &json!({"type": "job_submitted", "job": id}), now());
+    tampered["Message"] = json!(cancel.to_string());
+    // (b) Correctly signed, with a certificate on a look-alike host.
+    let mut wrong_host = notification(&topic, &us, &cancel, now());
+    wrong_host["SigningCertURL"] = json!("https://sns.us-east-1.amazonaws.com.evil.example/x.pem");
+    sign_v2(&mut wrong_host);
+    // (c) Correctly signed, from a topic the controller does not listen to.
+    let other = format!("arn:aws:sns:us-east-1:{}:someone-else", aws::ACCOUNT);
+    let unknown_topic = notification(&other, &us, &cancel, now());
+    // (d) Correctly signed two hours ago: a replay.
+    let replay = notification(&topic, &us, &cancel, now() - Duration::from_secs(2 * 3600));
+
+    for (forged, reason) in [
+        (&tampered, "signature does not verify".to_string()),
+        (
+            &wrong_host,
+            "SigningCertURL host `sns.us-east-1.amazonaws.com.evil.example` is not sns.us-east-1.amazonaws.com".to_string(),
+        ),
+        (&unknown_topic, format!("unknown TopicArn {other}")),
+        (&replay, "message is 2h old: refused as a replay".to_string()),
+    ] {
+        let (status, text) = post_sns(&ctl, forged);
+        assert_eq!(status, 403, "expected a refusal ({reason}), got: {text}");
+        assert!(text.contains(&reason), "the refusal says `{text}`, not `{reason}`");
+    }
+    assert!(
+        !certs.asked().iter().any(|p| p == "/x.pem"),
+        "the look-alike host's certificate was fetched: {:?}",
+        certs.asked()
+    );
+
+    // A few reconcile ticks later, nothing changed: the job is still queued at
+    // the same version, no message was taken, nothing was launched.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(observable_state(&ctl), before);
+    assert_eq!(ctl.job(&id)["state"], "queued");
+    assert!(aws::instances(&moto, &s.cluster, &[]).is_empty());
+
+    // The same hint, genuinely signed, is taken: the refusals above were the
+    // forgeries', not a receiver that takes nothing.
+    let genuine = notification(&topic, &us, &json!({"type": "job_submitted", "job": id}), now());
+    let (status, text) = post_sns(&ctl, &genuine);
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(
+        ctl.metric("drover_messages_received_total{kind=\"job_submitted\"}"),
+        metric_sum(
+            &before.1.join("\n"),
+            "drover_messages_received_total",
+            "kind=\"job_submitted\""
+        ) + 1.0
+    );
+}

@@ -1,0 +1,249 @@
+//! The setup every AWS test shares: a `drover.toml` that puts the state in
+//! DynamoDB, the blobs in S3, the hints on SNS and the fleet on EC2 (all on one
+//! moto, or on a fault proxy in front of it), `drover init` for it, a controller
+//! that runs with that file's own timings, and looks into moto's EC2.
+
+use super::{drover_bin, moto::Moto, wait_for, Controller, TestDir};
+use aws_sdk_ec2::types::{Filter, Instance};
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+    time::Duration,
+};
+
+/// The account moto answers for.
+pub const ACCOUNT: &str = "123456789012";
+
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// What goes into one test's `drover.toml`. `new` gives the short timings of
+/// the tests; change the fields before `write`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Also the DynamoDB table prefix; the bucket and topic are named after it.
+    pub cluster: String,
+    /// The controller's port: workers reach it at `http://127.0.0.1:<port>`, so
+    /// a controller restarted on it is found again.
+    pub port: u16,
+    /// Where the controller's AWS clients go: moto, or a proxy in front of it.
+    pub endpoint_url: String,
+    /// moto itself (its instance metadata paths).
+    pub moto_url: String,
+    /// Where SNS signing certificates are fetched from.
+    pub cert_base_url: String,
+    pub heartbeat_timeout: String,
+    pub ping_interval: String,
+    pub reconcile_interval: String,
+    pub max_workers: u32,
+    pub slots_per_worker: u32,
+    pub idle_timeout: String,
+    /// `[fleet] leak_grace`, if not the default.
+    pub leak_grace: Option<String>,
+}
+
+impl Settings {
+    pub fn new(cluster: &str, moto: &Moto) -> Settings {
+        Settings {
+            cluster: cluster.to_string(),
+            port: free_port(),
+            endpoint_url: moto.url.clone(),
+            moto_url: moto.url.clone(),
+            cert_base_url: moto.url.clone(),
+            heartbeat_timeout: "3s".into(),
+            ping_interval: "300ms".into(),
+            reconcile_interval: "300ms".into(),
+            max_workers: 3,
+            slots_per_worker: 2,
+            idle_timeout: "2s".into(),
+            leak_grace: None,
+        }
+    }
+
+    pub fn topic_arn(&self) -> String {
+        format!("arn:aws:sns:us-east-1:{ACCOUNT}:drover-{}", self.cluster)
+    }
+
+    /// The address workers (and SNS) reach the controller at.
+    pub fn public_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn toml(&self) -> String {
+        let s = self;
+        let leak_grace = s
+            .leak_grace
+            .as_ref()
+            .map(|g| format!("leak_grace = \"{g}\"\n"))
+            .unwrap_or_default();
+        format!(
+            r#"cluster = "{cluster}"
+listen = "127.0.0.1:{port}"
+public_url = "{public_url}"
+state = "dynamodb://{cluster}?region=us-east-1"
+blobs = "s3://drover-{cluster}/jobs"
+hints = "sns://{topic}"
+heartbeat_timeout = "{heartbeat}"
+ping_interval = "{ping}"
+reconcile_interval = "{reconcile}"
+
+[aws]
+endpoint_url = "{endpoint}"
+imds_endpoint = "{moto}"
+
+[sns]
+cert_base_url = "{certs}"
+
+[fleet]
+provider = "ec2"
+min_workers = 0
+max_workers = {max_workers}
+slots_per_worker = {slots}
+idle_timeout = "{idle}"
+{leak_grace}
+[fleet.ec2]
+image_id = "ami-12c6146b"
+instance_type = "t3.micro"
+"#,
+            cluster = s.cluster,
+            port = s.port,
+            public_url = s.public_url(),
+            topic = s.topic_arn(),
+            heartbeat = s.heartbeat_timeout,
+            ping = s.ping_interval,
+            reconcile = s.reconcile_interval,
+            endpoint = s.endpoint_url,
+            moto = s.moto_url,
+            certs = s.cert_base_url,
+            max_workers = s.max_workers,
+            slots = s.slots_per_worker,
+            idle = s.idle_timeout,
+        )
+    }
+
+    /// Writes `drover.toml` into the test folder; returns its path.
+    pub fn write(&self, dir: &TestDir) -> PathBuf {
+        dir.write("drover.toml", &self.toml())
+    }
+}
+
+/// `drover ARGS` with the moto environment, in the test folder.
+pub fn drover_aws(dir: &TestDir, moto: &Moto, args: &[&str]) -> Output {
+    Command::new(drover_bin())
+        .args(args)
+        .current_dir(dir.path())
+        .envs(moto.env())
+        .env_remove("DROVER_CONTROLLER")
+        .output()
+        .expect("run drover")
+}
+
+/// `drover init --config FILE`: the tables, the bucket and the topic.
+pub fn init(dir: &TestDir, moto: &Moto, config: &Path) {
+    let config = config.to_str().expect("utf-8 path");
+    let init = drover_aws(dir, moto, &["init", "--config", config]);
+    assert!(
+        init.status.success(),
+        "drover init failed:\n{}{}",
+        String::from_utf8_lossy(&init.stdout),
+        String::from_utf8_lossy(&init.stderr)
+    );
+}
+
+/// A `drover controller --config FILE` with its data folder in `dir/data` and
+/// nothing but the file's settings (no `FAST` flags: the file's timings hold).
+pub fn start_controller(dir: &TestDir, config: &Path, moto: &Moto) -> Controller {
+    let data_dir = dir.join("data");
+    let log = tempfile::Builder::new()
+        .prefix("drover-test-controller-")
+        .suffix(".log")
+        .tempfile()
+        .expect("log file");
+    let log_file = log.reopen().expect("controller log");
+    let mut child = Command::new(drover_bin())
+        .arg("controller")
+        .arg("--config")
+        .arg(config)
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .current_dir(dir.path())
+        .env_remove("DROVER_CONTROLLER")
+        .env("RUST_LOG", "info")
+        .envs(moto.env())
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().expect("log"))
+        .stderr(log_file)
+        .spawn()
+        .expect("starting drover controller");
+    let url = wait_for(Duration::from_secs(30), "the controller to listen", || {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "the controller exited with {status}:\n{}",
+                fs::read_to_string(log.path()).unwrap_or_default()
+            );
+        }
+        let text = fs::read_to_string(log.path()).unwrap_or_default();
+        text.lines()
+            .find_map(|l| l.split("drover controller listening on ").nth(1))
+            .map(|u| u.trim().to_string())
+    });
+    Controller {
+        child: Some(child),
+        url,
+        cwd: dir.path().to_path_buf(),
+        data_dir,
+        log,
+    }
+}
+
+fn filter(name: &str, values: &[&str]) -> Filter {
+    Filter::builder()
+        .name(name)
+        .set_values(Some(values.iter().map(|v| v.to_string()).collect()))
+        .build()
+}
+
+/// The cluster's EC2 instances in these states (every state if empty), as
+/// moto shows them, every page.
+pub fn instances(moto: &Moto, cluster: &str, states: &[&str]) -> Vec<Instance> {
+    super::block_on(async {
+        let ec2 = aws_sdk_ec2::Client::new(&moto.sdk_config());
+        let mut found = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let mut req = ec2
+                .describe_instances()
+                .filters(filter("tag:drover:cluster", &[cluster]))
+                .set_next_token(next.take());
+            if !states.is_empty() {
+                req = req.filters(filter("instance-state-name", states));
+            }
+            let page = req.send().await.expect("describe instances");
+            for r in page.reservations() {
+                found.extend(r.instances().iter().cloned());
+            }
+            match page.next_token() {
+                Some(t) if !t.is_empty() => next = Some(t.to_string()),
+                _ => return found,
+            }
+        }
+    })
+}
+
+/// How many of the cluster's instances are pending or running.
+pub fn running_instances(moto: &Moto, cluster: &str) -> usize {
+    instances(moto, cluster, &["pending", "running"]).len()
+}
+
+/// An instance's tag value.
+pub fn tag<'a>(instance: &'a Instance, key: &str) -> Option<&'a str> {
+    instance
+        .tags()
+        .iter()
+        .find(|t| t.key() == Some(key))
+        .and_then(|t| t.value())
+}
