@@ -5,96 +5,24 @@
 
 mod common;
 
-use common::{drover_bin, fleet_sim::FleetSim, moto::Moto, wait_for, Controller, TestDir};
-use std::{process::Command, time::Duration};
+use common::{
+    aws::{self, drover_aws, Settings},
+    drover_bin,
+    fleet_sim::FleetSim,
+    moto::Moto,
+    wait_for, Controller, TestDir,
+};
+use std::time::Duration;
 
 const CLUSTER: &str = "e2e";
-const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:drover-e2e";
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
-fn write_config(dir: &TestDir, moto: &Moto, port: u16) -> std::path::PathBuf {
-    let url = &moto.url;
-    dir.write(
-        "drover.toml",
-        &format!(
-            r#"cluster = "{CLUSTER}"
-listen = "127.0.0.1:{port}"
-public_url = "http://127.0.0.1:{port}"
-state = "dynamodb://e2e?region=us-east-1"
-blobs = "s3://drover-e2e/jobs"
-hints = "sns://{TOPIC}"
-heartbeat_timeout = "3s"
-ping_interval = "300ms"
-reconcile_interval = "300ms"
-
-[aws]
-endpoint_url = "{url}"
-imds_endpoint = "{url}"
-
-[sns]
-cert_base_url = "{url}"
-
-[fleet]
-provider = "ec2"
-min_workers = 0
-max_workers = 3
-slots_per_worker = 2
-idle_timeout = "2s"
-
-[fleet.ec2]
-image_id = "ami-12c6146b"
-instance_type = "t3.micro"
-"#
-        ),
-    )
-}
-
-/// `drover ARGS` with the moto environment, in the test folder.
-fn drover_aws(dir: &TestDir, moto: &Moto, args: &[&str]) -> std::process::Output {
-    Command::new(drover_bin())
-        .args(args)
-        .current_dir(dir.path())
-        .envs(moto.env())
-        .env_remove("DROVER_CONTROLLER")
-        .output()
-        .expect("run drover")
-}
-
-fn running_instances(moto: &Moto) -> usize {
-    common::block_on(async {
-        let ec2 = aws_sdk_ec2::Client::new(&moto.sdk_config());
-        let out = ec2
-            .describe_instances()
-            .filters(
-                aws_sdk_ec2::types::Filter::builder()
-                    .name("tag:drover:cluster")
-                    .values(CLUSTER)
-                    .build(),
-            )
-            .filters(
-                aws_sdk_ec2::types::Filter::builder()
-                    .name("instance-state-name")
-                    .values("pending")
-                    .values("running")
-                    .build(),
-            )
-            .send()
-            .await
-            .expect("describe instances");
-        out.reservations().iter().map(|r| r.instances().len()).sum()
-    })
-}
 
 #[test]
 fn twenty_jobs_run_on_ec2_workers_with_dynamodb_s3_and_sns_and_the_fleet_scales_back_to_zero() {
     let moto = Moto::start();
     let dir = TestDir::new();
-    let port = free_port();
-    let config = write_config(&dir, &moto, port);
+    let settings = Settings::new(CLUSTER, &moto);
+    let port = settings.port;
+    let config = settings.write(&dir);
     let config = config.to_str().expect("utf-8 path");
 
     let check = drover_aws(&dir, &moto, &["config", "check", "--config", config]);
@@ -157,7 +85,7 @@ fn twenty_jobs_run_on_ec2_workers_with_dynamodb_s3_and_sns_and_the_fleet_scales_
     wait_for(
         Duration::from_secs(60),
         "the fleet to scale back to zero",
-        || (running_instances(&moto) == 0).then_some(()),
+        || (aws::running_instances(&moto, CLUSTER) == 0).then_some(()),
     );
     let idle = controller.metric("drover_instances_terminated_total{reason=\"idle\"}");
     assert_eq!(
@@ -179,11 +107,18 @@ fn the_frontend_uploads_straight_to_s3_through_a_presigned_url_and_the_limit_sti
     );
     let config = config.to_str().expect("utf-8 path");
     let init = drover_aws(&dir, &moto, &["init", "--config", config]);
-    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
     let controller = Controller::start_with_env(&dir, "data", &["--config", config], &moto.env());
 
     // The CLI takes the presigned way and the job runs.
-    let jdl = dir.write("hi.jdl", "Executable = /bin/echo\nArguments = hi\nStdOutput = o.txt\nOutputSandbox = {o.txt}\n");
+    let jdl = dir.write(
+        "hi.jdl",
+        "Executable = /bin/echo\nArguments = hi\nStdOutput = o.txt\nOutputSandbox = {o.txt}\n",
+    );
     let id = controller.submit(&jdl);
     let job = controller.wait_done(&id, Duration::from_secs(60));
     assert_eq!(job["state"], "succeeded", "{job:#}");
@@ -192,18 +127,46 @@ fn the_frontend_uploads_straight_to_s3_through_a_presigned_url_and_the_limit_sti
     let (status, body) = common::http(&controller.url, "POST", "/v1/jobs", None);
     assert_eq!(status, 201);
     let id = body["id"].as_str().expect("id").to_string();
-    let (status, body) = common::http(&controller.url, "POST", &format!("/v1/jobs/{id}/input-url"), None);
+    let (status, body) = common::http(
+        &controller.url,
+        "POST",
+        &format!("/v1/jobs/{id}/input-url"),
+        None,
+    );
     assert_eq!(status, 200, "{body}");
     let put_url = body["url"].as_str().expect("url").to_string();
-    assert!(put_url.starts_with(&format!("{url}/drover-presign/in/jobs/{id}/input.tar.gz?")), "{put_url}");
+    assert!(
+        put_url.starts_with(&format!("{url}/drover-presign/in/jobs/{id}/input.tar.gz?")),
+        "{put_url}"
+    );
     // An archive over the limit goes up (S3 cannot know the limit) but is refused at submit.
     let status = common::block_on(async {
-        reqwest::Client::new().put(&put_url).body(vec![0u8; 5000]).send().await.expect("PUT").status()
+        reqwest::Client::new()
+            .put(&put_url)
+            .body(vec![0u8; 5000])
+            .send()
+            .await
+            .expect("PUT")
+            .status()
     });
     assert!(status.is_success(), "presigned PUT: {status}");
-    let (status, body) =
-        common::http(&controller.url, "POST", &format!("/v1/jobs/{id}/submit"), Some(serde_json::json!({"jdl": "Executable = /bin/true\n"})));
+    let (status, body) = common::http(
+        &controller.url,
+        "POST",
+        &format!("/v1/jobs/{id}/submit"),
+        Some(serde_json::json!({"jdl": "Executable = /bin/true\n"})),
+    );
     assert_eq!(status, 413, "{body}");
-    assert!(body["error"].as_str().unwrap_or("").contains("5000 bytes, over the limit of 4000"), "{body}");
-    assert_eq!(controller.job(&id)["state"], "created", "nothing was submitted");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("5000 bytes, over the limit of 4000"),
+        "{body}"
+    );
+    assert_eq!(
+        controller.job(&id)["state"],
+        "created",
+        "nothing was submitted"
+    );
 }

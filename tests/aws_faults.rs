@@ -11,16 +11,19 @@ mod common;
 
 use base64::Engine as _;
 use common::{
-    aws::{self, Settings},
+    aws::{
+        self, assert_each_launch_key_launched_once, assert_every_refusal_was_retried,
+        assert_succeeded_once, instance_state, is_final, launch_leaked_instance, metric_sum,
+        metrics_text, wait_fleet_empty, wait_jobs, wait_refused, Settings,
+    },
     drover_bin,
-    fault_proxy::{FaultProxy, Match, Seen},
+    fault_proxy::{FaultProxy, Match},
     fleet_sim::FleetSim,
     moto::Moto,
     wait_for, Controller, TestDir,
 };
 use serde_json::{json, Value};
 use std::{
-    collections::HashMap,
     path::{Path, PathBuf},
     sync::{Arc, Mutex, MutexGuard},
     time::{Duration, Instant, SystemTime},
@@ -45,187 +48,9 @@ fn sleeper(dir: &TestDir, secs: u32) -> PathBuf {
     )
 }
 
-/// The job, if the controller answers 200 (while its store is throttled it may
-/// not, and a test polling it must not fail for that).
-fn job_if_answered(ctl: &Controller, id: &str) -> Option<Value> {
-    let (status, body) = common::http(&ctl.url, "GET", &format!("/v1/jobs/{id}"), None);
-    (status == 200).then_some(body)
-}
-
-fn is_final(job: &Value) -> bool {
-    matches!(
-        job["state"].as_str(),
-        Some("succeeded" | "failed" | "cancelled")
-    )
-}
-
-/// Waits until every job is in a state `pred` accepts; returns them.
-fn wait_jobs(
-    ctl: &Controller,
-    ids: &[String],
-    within: Duration,
-    what: &str,
-    pred: impl Fn(&Value) -> bool,
-) -> Vec<Value> {
-    let deadline = Instant::now() + within;
-    let mut last: HashMap<&str, Value> = HashMap::new();
-    loop {
-        for id in ids {
-            if let Some(job) = job_if_answered(ctl, id) {
-                last.insert(id, job);
-            }
-        }
-        let done = ids
-            .iter()
-            .all(|id| last.get(id.as_str()).is_some_and(&pred));
-        if done {
-            return ids.iter().map(|id| last[id.as_str()].clone()).collect();
-        }
-        if Instant::now() >= deadline {
-            let seen: Vec<String> = ids
-                .iter()
-                .map(|id| match last.get(id.as_str()) {
-                    Some(j) => format!("{id}: {} {}", j["state"], j["attempts"]),
-                    None => format!("{id}: never answered"),
-                })
-                .collect();
-            panic!(
-                "timed out after {within:?} waiting for every job to be {what}:\n{}\ncontroller log:\n{}",
-                seen.join("\n"),
-                ctl.log_tail()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// The job succeeded at its first attempt: nothing was lost or run twice.
-fn assert_succeeded_once(job: &Value, ctl: &Controller) {
-    let attempts = job["attempts"].as_array().cloned().unwrap_or_default();
-    assert!(
-        job["state"] == "succeeded" && attempts.len() == 1 && attempts[0]["outcome"] == "succeeded",
-        "expected one succeeded attempt:\n{job:#}\ncontroller log:\n{}",
-        ctl.log_tail()
-    );
-}
-
-/// `/metrics` as text.
-fn metrics_text(ctl: &Controller) -> String {
-    common::block_on(async {
-        reqwest::get(format!("{}/metrics", ctl.url))
-            .await
-            .expect("GET /metrics")
-            .text()
-            .await
-            .expect("metrics body")
-    })
-}
-
-/// The sum of every sample of `name` whose labels contain `labels`.
-fn metric_sum(text: &str, name: &str, labels: &str) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let rest = l.strip_prefix(name)?;
-            let (series, value) = rest.rsplit_once(' ')?;
-            (series.is_empty() || series.starts_with('{'))
-                .then_some(())
-                .filter(|_| series.contains(labels))?;
-            value.trim().parse::<f64>().ok()
-        })
-        .sum()
-}
-
-/// Every request the proxy refused was sent again, and went through: the
-/// caller waited the throttling out instead of giving up.
-fn assert_every_refusal_was_retried(seen: &[Seen]) {
-    for (i, s) in seen.iter().enumerate().filter(|(_, s)| s.refused) {
-        let retried = seen[i + 1..]
-            .iter()
-            .any(|later| later.kind == s.kind && !later.refused);
-        assert!(
-            retried,
-            "request {i} ({:?}) was refused and never went through afterwards",
-            s.kind
-        );
-    }
-}
-
-/// Each `drover:launch-key` is carried by one instance at most, over every
-/// instance of the cluster moto ever saw (terminated ones too).
-fn assert_each_launch_key_launched_once(moto: &Moto, cluster: &str) -> usize {
-    let all = aws::instances(moto, cluster, &[]);
-    let mut keys: HashMap<String, Vec<String>> = HashMap::new();
-    for i in &all {
-        if let Some(key) = aws::tag(i, "drover:launch-key") {
-            keys.entry(key.to_string())
-                .or_default()
-                .push(i.instance_id().unwrap_or("?").to_string());
-        }
-    }
-    let doubled: Vec<_> = keys.iter().filter(|(_, ids)| ids.len() > 1).collect();
-    assert!(doubled.is_empty(), "launch keys launched twice: {doubled:?}");
-    keys.len()
-}
-
-fn wait_fleet_empty(moto: &Moto, cluster: &str, ctl: &Controller) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while aws::running_instances(moto, cluster) > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the fleet did not scale back to zero within 30s:\n{}",
-            ctl.log_tail()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 // ---------------------------------------------------------------------------
 // A controller killed and restarted
 // ---------------------------------------------------------------------------
-
-/// An instance tagged as the cluster's, launched behind drover's back.
-fn launch_leaked_instance(moto: &Moto, cluster: &str) -> String {
-    use aws_sdk_ec2::types::{InstanceType, ResourceType, Tag, TagSpecification};
-    common::block_on(async {
-        let ec2 = aws_sdk_ec2::Client::new(&moto.sdk_config());
-        let out = ec2
-            .run_instances()
-            .image_id("ami-12c6146b")
-            .instance_type(InstanceType::T3Micro)
-            .min_count(1)
-            .max_count(1)
-            .tag_specifications(
-                TagSpecification::builder()
-                    .resource_type(ResourceType::Instance)
-                    .tags(
-                        Tag::builder()
-                            .key("drover:cluster")
-                            .value(cluster)
-                            .build(),
-                    )
-                    .build(),
-            )
-            .send()
-            .await
-            .expect("launching the leaked instance");
-        out.instances()
-            .first()
-            .and_then(|i| i.instance_id())
-            .expect("an instance id")
-            .to_string()
-    })
-}
-
-fn instance_state(moto: &Moto, cluster: &str, ec2_id: &str) -> String {
-    aws::instances(moto, cluster, &[])
-        .iter()
-        .find(|i| i.instance_id() == Some(ec2_id))
-        .and_then(|i| i.state())
-        .and_then(|s| s.name())
-        .map(|n| n.as_str().to_string())
-        .unwrap_or_else(|| "gone".to_string())
-}
 
 #[test]
 fn a_restarted_controller_launches_nothing_twice_terminates_leaked_instances_and_finishes_every_job(
@@ -261,6 +86,11 @@ fn a_restarted_controller_launches_nothing_twice_terminates_leaked_instances_and
     let leaked_at = Instant::now();
     let second = aws::start_controller(&dir, &config, &moto);
     let down = killed.elapsed();
+    assert!(
+        down < Duration::from_secs(3),
+        "the restart took {down:?}, as long as the heartbeat timeout: the workers \
+         would rightly be lost, and this test could not tell a bug from that"
+    );
 
     // The workers kept running their jobs and pinging the address they were
     // given, which the new controller listens on again: it adopts them. Its
@@ -269,10 +99,6 @@ fn a_restarted_controller_launches_nothing_twice_terminates_leaked_instances_and
     for job in wait_jobs(&second, &ids, Duration::from_secs(60), "finished", is_final) {
         assert_succeeded_once(&job, &second);
     }
-    assert!(
-        down < Duration::from_secs(3),
-        "the restart took {down:?}, as long as the heartbeat timeout"
-    );
     assert_eq!(second.metric("drover_workers_lost_total"), 0.0);
 
     // The leaked instance goes once its grace (3s from its launch) is over.
@@ -339,20 +165,6 @@ fn behind_a_proxy(cluster: &str) -> Throttled {
         settings,
         dir,
         config,
-    }
-}
-
-/// Waits until the proxy has refused `n` requests that match.
-fn wait_refused(proxy: &FaultProxy, what: &Match, n: usize, ctl: &Controller) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while proxy.count(what).1 < n {
-        assert!(
-            Instant::now() < deadline,
-            "the proxy refused {} of {n} {what:?} requests in 30s:\n{}",
-            proxy.count(what).1,
-            ctl.log_tail()
-        );
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -448,6 +260,14 @@ fn dynamodb_throttling_is_waited_out_and_every_job_finishes() {
     for job in wait_jobs(&ctl, &ids, Duration::from_secs(60), "finished", is_final) {
         assert_succeeded_once(&job, &ctl);
     }
+    // The heartbeats received while their writes were throttled were written
+    // late, but before any loop judged the workers by them.
+    assert_eq!(
+        ctl.metric("drover_workers_lost_total"),
+        0.0,
+        "a worker was declared lost while the store was throttled:\n{}",
+        ctl.log_tail()
+    );
     wait_fleet_empty(&t.moto, cluster, &ctl);
 
     let (passed, refused) = t.proxy.count(&any);
@@ -455,11 +275,7 @@ fn dynamodb_throttling_is_waited_out_and_every_job_finishes() {
     assert!(passed > refused, "{passed} DynamoDB calls went through");
     assert_every_refusal_was_retried(&t.proxy.seen());
     let metrics = metrics_text(&ctl);
-    let failed_ticks = metric_sum(
-        &metrics,
-        "drover_reconcile_runs_total",
-        "result=\"error\"",
-    );
+    let failed_ticks = metric_sum(&metrics, "drover_reconcile_runs_total", "result=\"error\"");
     assert!(
         failed_ticks >= 1.0,
         "no reconcile loop ever gave up on a throttled call:\n{metrics}"
@@ -470,11 +286,56 @@ fn dynamodb_throttling_is_waited_out_and_every_job_finishes() {
         "the controller did not say a loop backed off from throttling:\n{}",
         ctl.log_tail()
     );
+}
+
+/// Throttling that hits only the heartbeat writes (the workers' table, say)
+/// for longer than the heartbeat timeout: the workers ping all along and the
+/// controller takes every ping, so none of them missed its heartbeats and none
+/// may be declared lost (DESIGN.md: "a worker that misses its heartbeats for
+/// the configured timeout is lost"). Their jobs run once.
+#[test]
+fn workers_whose_pings_arrive_while_heartbeat_writes_are_throttled_are_not_declared_lost() {
+    let _serial = serial();
+    let t = behind_a_proxy("hbthrottle");
+    let cluster = t.settings.cluster.as_str();
+    let ctl = aws::start_controller(&t.dir, &t.config, &t.moto);
+    let _sim = FleetSim::start(
+        &t.moto.url,
+        cluster,
+        Path::new(drover_bin()),
+        &t.dir.join("sim"),
+    );
+    let jdl = sleeper(&t.dir, 8);
+    let ids: Vec<String> = (0..6).map(|_| ctl.submit(&jdl)).collect();
+    wait_jobs(&ctl, &ids, Duration::from_secs(60), "running", |j| {
+        j["state"] == "running"
+    });
+    // Two rounds of the SDK's 8 tries: the heartbeat writes fail for seconds.
+    let writes = Match::DynamoDbOperation("BatchWriteItem".into());
+    let before = t.proxy.count(&writes).1;
+    t.proxy.refuse_next(16, writes.clone());
+    wait_refused(&t.proxy, &writes, before + 16, &ctl);
+
+    let jobs = wait_jobs(&ctl, &ids, Duration::from_secs(90), "finished", is_final);
+    let metrics = metrics_text(&ctl);
+    assert!(
+        metric_sum(
+            &metrics,
+            "drover_reconcile_runs_total",
+            "reconciler=\"heartbeats\",result=\"error\""
+        ) >= 1.0,
+        "the heartbeat writes never failed for good: the test proves nothing"
+    );
+    assert_every_refusal_was_retried(&t.proxy.seen());
     assert_eq!(
         ctl.metric("drover_workers_lost_total"),
         0.0,
-        "a worker was declared lost while the store was throttled"
+        "workers that pinged all along were declared lost:\n{}",
+        ctl.log_tail()
     );
+    for job in jobs {
+        assert_succeeded_once(&job, &ctl);
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -542,10 +403,17 @@ fn test_cert_pem() -> String {
 /// AWS's string to sign of a Notification, written out independently of the
 /// receiver's.
 fn canonical(m: &Value) -> String {
-    ["Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"]
-        .iter()
-        .filter_map(|k| m[*k].as_str().map(|v| format!("{k}\n{v}\n")))
-        .collect()
+    [
+        "Message",
+        "MessageId",
+        "Subject",
+        "Timestamp",
+        "TopicArn",
+        "Type",
+    ]
+    .iter()
+    .filter_map(|k| m[*k].as_str().map(|v| format!("{k}\n{v}\n")))
+    .collect()
 }
 
 /// Signs with SHA256 (SignatureVersion 2) under the test key.
@@ -663,10 +531,7 @@ impl CertHost {
     }
 
     fn asked(&self) -> Vec<String> {
-        self.asked
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.asked.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
@@ -703,9 +568,13 @@ fn observable_state(ctl: &Controller) -> (Vec<Value>, Vec<String>) {
     let metrics: Vec<String> = metrics_text(ctl)
         .lines()
         .filter(|l| {
-            ["drover_jobs", "drover_messages_received_total", "drover_instances_"]
-                .iter()
-                .any(|p| l.starts_with(p))
+            [
+                "drover_jobs",
+                "drover_messages_received_total",
+                "drover_instances_",
+            ]
+            .iter()
+            .any(|p| l.starts_with(p))
         })
         .map(str::to_string)
         .collect();
@@ -728,9 +597,11 @@ fn a_forged_sns_message_gets_403_and_changes_nothing() {
     let ctl = aws::start_controller(&dir, &config, &moto);
 
     let id = ctl.submit(&sleeper(&dir, 1));
-    wait_for(Duration::from_secs(10), "the job to be counted as queued", || {
-        (ctl.metric("drover_jobs{state=\"queued\"}") == 1.0).then_some(())
-    });
+    wait_for(
+        Duration::from_secs(10),
+        "the job to be counted as queued",
+        || (ctl.metric("drover_jobs{state=\"queued\"}") == 1.0).then_some(()),
+    );
     let before = observable_state(&ctl);
     let topic = s.topic_arn();
     let us = s.public_url();
@@ -738,7 +609,12 @@ fn a_forged_sns_message_gets_403_and_changes_nothing() {
     let now = SystemTime::now;
 
     // (a) Signed, then changed: the signature no longer verifies.
-    let mut tampered = notification(&topic, &us, &json!({"type": "job_submitted", "job": id}), now());
+    let mut tampered = notification(
+        &topic,
+        &us,
+        &json!({"type": "job_submitted", "job": id}),
+        now(),
+    );
     tampered["Message"] = json!(cancel.to_string());
     // (b) Correctly signed, with a certificate on a look-alike host.
     let mut wrong_host = notification(&topic, &us, &cancel, now());
@@ -778,7 +654,12 @@ fn a_forged_sns_message_gets_403_and_changes_nothing() {
 
     // The same hint, genuinely signed, is taken: the refusals above were the
     // forgeries', not a receiver that takes nothing.
-    let genuine = notification(&topic, &us, &json!({"type": "job_submitted", "job": id}), now());
+    let genuine = notification(
+        &topic,
+        &us,
+        &json!({"type": "job_submitted", "job": id}),
+        now(),
+    );
     let (status, text) = post_sns(&ctl, &genuine);
     assert_eq!(status, 200, "{text}");
     assert_eq!(

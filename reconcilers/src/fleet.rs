@@ -4,7 +4,7 @@
 
 use crate::model::{
     FleetSettings, Instance, InstanceId, InstanceState, Job, JobState, ObservedInstance,
-    TerminateReason, Timestamp, Worker, WorkerId, WorkerState,
+    TerminateReason, Timestamp, Worker, WorkerId,
 };
 use std::collections::{HashMap, HashSet};
 
@@ -55,11 +55,10 @@ pub enum FleetAction {
         instance: InstanceId,
         reason: TerminateReason,
     },
-    /// The store's record of an instance the provider no longer shows.
+    /// The store's record of an instance the provider no longer shows, and of its
+    /// worker: the jobs it held belong to no known worker any more, so the jobs
+    /// reconciler requeues them at once, without waiting for the heartbeat timeout.
     Forget { instance: InstanceId },
-    /// A worker whose instance is gone: its jobs must be requeued now, not after
-    /// the heartbeat timeout.
-    MarkWorkerLost { worker: WorkerId },
 }
 
 /// The number of workers the queue asks for, within the settings' bounds.
@@ -105,11 +104,6 @@ pub fn reconcile(s: &FleetSnapshot) -> Vec<FleetAction> {
                 actions.push(FleetAction::Forget {
                     instance: inst.id.clone(),
                 });
-                if let Some(w) = worker.filter(|w| w.state == WorkerState::Active) {
-                    actions.push(FleetAction::MarkWorkerLost {
-                        worker: w.id.clone(),
-                    });
-                }
             } else {
                 serving.push(inst);
             }
@@ -125,15 +119,12 @@ pub fn reconcile(s: &FleetSnapshot) -> Vec<FleetAction> {
         }
         match worker {
             Some(w) if !crate::jobs::worker_alive(w, s.now, s.timeouts.heartbeat_ms) => {
+                // The jobs reconciler declares the worker lost; here only its
+                // instance goes.
                 actions.push(FleetAction::Terminate {
                     instance: inst.id.clone(),
                     reason: TerminateReason::Lost,
                 });
-                if w.state == WorkerState::Active {
-                    actions.push(FleetAction::MarkWorkerLost {
-                        worker: w.id.clone(),
-                    });
-                }
             }
             None if age >= s.timeouts.registration_ms => {
                 actions.push(FleetAction::Terminate {

@@ -1,5 +1,5 @@
 use super::*;
-use crate::model::{JobId, LaunchKey};
+use crate::model::{JobId, LaunchKey, WorkerState};
 
 fn settings(min: u32, max: u32, slots: u32) -> FleetSettings {
     FleetSettings {
@@ -94,13 +94,13 @@ fn an_instance_whose_worker_stopped_pinging_is_terminated_as_lost() {
     let obs = [seen("w1", 0)];
     let workers = [worker("w1", 0, None)];
     let actions = reconcile(&snapshot(20_000, &s, &inst, &obs, &workers, &[]));
-    assert!(actions.contains(&FleetAction::Terminate {
-        instance: InstanceId::new("w1"),
-        reason: TerminateReason::Lost
-    }));
-    assert!(actions.contains(&FleetAction::MarkWorkerLost {
-        worker: WorkerId::new("w1")
-    }));
+    assert_eq!(
+        actions,
+        vec![FleetAction::Terminate {
+            instance: InstanceId::new("w1"),
+            reason: TerminateReason::Lost
+        }]
+    );
 }
 
 /// Regression: a killed worker's instance, seconds old, was counted as serving
@@ -114,9 +114,6 @@ fn a_vanished_instance_whose_worker_registered_is_forgotten_and_replaced_at_once
     let actions = reconcile(&snapshot(2_000, &s, &inst, &[], &workers, &jobs));
     assert!(actions.contains(&FleetAction::Forget {
         instance: InstanceId::new("w1")
-    }));
-    assert!(actions.contains(&FleetAction::MarkWorkerLost {
-        worker: WorkerId::new("w1")
     }));
     assert!(
         actions.contains(&FleetAction::Launch { count: 1 }),

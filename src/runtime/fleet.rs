@@ -14,7 +14,8 @@ pub async fn tick(c: &Controller) -> anyhow::Result<()> {
     // between is then known to the store, never mistaken for a leak.
     let observed = c.fleet.list().await?;
     let instances = c.store.list_instances().await?;
-    let workers = c.store.list_workers().await?;
+    let mut workers = c.store.list_workers().await?;
+    c.heartbeats.overlay(&mut workers);
     let jobs = c.store.active_jobs().await?;
     let settings = c
         .store
@@ -22,8 +23,9 @@ pub async fn tick(c: &Controller) -> anyhow::Result<()> {
         .await?
         .unwrap_or_else(|| c.config.fleet.clone());
     let heartbeat_ms = c.config.heartbeat_timeout.as_millis() as u64;
+    let now = c.now();
     let actions = reconcile(&FleetSnapshot {
-        now: c.now(),
+        now,
         settings: &settings,
         timeouts: FleetTimeouts {
             heartbeat_ms,
@@ -60,18 +62,23 @@ pub async fn tick(c: &Controller) -> anyhow::Result<()> {
                     c.fleet.terminate(record).await?;
                 }
                 c.store.delete_instance(&instance).await?;
+                let terminated_by_us = known
+                    .get(&instance)
+                    .is_some_and(|r| r.state == InstanceState::Terminating);
                 for w in workers.iter().filter(|w| w.instance == instance) {
+                    // An instance that vanished under a worker still trusted is a
+                    // loss (counted here, once). One we terminated is not, unless
+                    // it was for missed heartbeats the jobs loop has not counted yet.
+                    let alive = reconcilers::jobs::worker_alive(w, now, heartbeat_ms);
+                    if w.state == WorkerState::Active && (!terminated_by_us || !alive) {
+                        tracing::warn!(worker = %w.id, "worker's instance is gone: its jobs are requeued");
+                        METRICS.lost_workers.inc();
+                    }
                     c.store.delete_worker(&w.id).await?;
                     c.heartbeats.forget(&w.id);
                     c.wake.forget_worker(&w.id);
                 }
                 // Its jobs now belong to no known worker: requeue them now.
-                c.wake.jobs.notify_one();
-            }
-            FleetAction::MarkWorkerLost { worker } => {
-                tracing::warn!(%worker, "worker's instance is gone: declared lost");
-                c.store.set_worker_state(&worker, WorkerState::Lost).await?;
-                METRICS.lost_workers.inc();
                 c.wake.jobs.notify_one();
             }
         }

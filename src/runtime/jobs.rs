@@ -12,7 +12,8 @@ use std::collections::HashMap;
 
 pub async fn tick(c: &Controller) -> anyhow::Result<()> {
     let now = c.now();
-    let workers = c.store.list_workers().await?;
+    let mut workers = c.store.list_workers().await?;
+    c.heartbeats.overlay(&mut workers);
     let jobs = c.store.active_jobs().await?;
     let plan = reconcile(&JobsSnapshot {
         now,

@@ -1,15 +1,24 @@
 //! The setup every AWS test shares: a `drover.toml` that puts the state in
 //! DynamoDB, the blobs in S3, the hints on SNS and the fleet on EC2 (all on one
 //! moto, or on a fault proxy in front of it), `drover init` for it, a controller
-//! that runs with that file's own timings, and looks into moto's EC2.
+//! that runs with that file's own timings, looks into moto's EC2, and the waits
+//! and checks of the fault tests (jobs polled through a throttled store,
+//! metrics, launch keys, a fault proxy's refusals).
 
-use super::{drover_bin, moto::Moto, wait_for, Controller, TestDir};
+use super::{
+    drover_bin,
+    fault_proxy::{FaultProxy, Match, Seen},
+    moto::Moto,
+    wait_for, Controller, TestDir,
+};
 use aws_sdk_ec2::types::{Filter, Instance};
+use serde_json::Value;
 use std::{
+    collections::HashMap,
     fs,
     path::{Path, PathBuf},
     process::{Command, Output, Stdio},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 /// The account moto answers for.
@@ -246,4 +255,198 @@ pub fn tag<'a>(instance: &'a Instance, key: &str) -> Option<&'a str> {
         .iter()
         .find(|t| t.key() == Some(key))
         .and_then(|t| t.value())
+}
+
+// ---------------------------------------------------------------------------
+// Jobs, metrics and instances, as the fault tests look at them
+// ---------------------------------------------------------------------------
+
+/// The job, if the controller answers 200 (while its store is throttled it may
+/// not, and a test polling it must not fail for that).
+pub fn job_if_answered(ctl: &Controller, id: &str) -> Option<Value> {
+    let (status, body) = super::http(&ctl.url, "GET", &format!("/v1/jobs/{id}"), None);
+    (status == 200).then_some(body)
+}
+
+pub fn is_final(job: &Value) -> bool {
+    matches!(
+        job["state"].as_str(),
+        Some("succeeded" | "failed" | "cancelled")
+    )
+}
+
+/// Waits until every job is in a state `pred` accepts; returns them.
+pub fn wait_jobs(
+    ctl: &Controller,
+    ids: &[String],
+    within: Duration,
+    what: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Vec<Value> {
+    let deadline = Instant::now() + within;
+    let mut last: HashMap<&str, Value> = HashMap::new();
+    loop {
+        for id in ids {
+            if let Some(job) = job_if_answered(ctl, id) {
+                last.insert(id, job);
+            }
+        }
+        let done = ids
+            .iter()
+            .all(|id| last.get(id.as_str()).is_some_and(&pred));
+        if done {
+            return ids.iter().map(|id| last[id.as_str()].clone()).collect();
+        }
+        if Instant::now() >= deadline {
+            let seen: Vec<String> = ids
+                .iter()
+                .map(|id| match last.get(id.as_str()) {
+                    Some(j) => format!("{id}: {} {}", j["state"], j["attempts"]),
+                    None => format!("{id}: never answered"),
+                })
+                .collect();
+            panic!(
+                "timed out after {within:?} waiting for every job to be {what}:\n{}\ncontroller log:\n{}",
+                seen.join("\n"),
+                ctl.log_tail()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The job succeeded at its first attempt: nothing was lost or run twice.
+pub fn assert_succeeded_once(job: &Value, ctl: &Controller) {
+    let attempts = job["attempts"].as_array().cloned().unwrap_or_default();
+    assert!(
+        job["state"] == "succeeded" && attempts.len() == 1 && attempts[0]["outcome"] == "succeeded",
+        "expected one succeeded attempt:\n{job:#}\ncontroller log:\n{}",
+        ctl.log_tail()
+    );
+}
+
+/// `/metrics` as text.
+pub fn metrics_text(ctl: &Controller) -> String {
+    super::block_on(async {
+        reqwest::get(format!("{}/metrics", ctl.url))
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics body")
+    })
+}
+
+/// The sum of every sample of `name` whose labels contain `labels`.
+pub fn metric_sum(text: &str, name: &str, labels: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let (series, value) = rest.rsplit_once(' ')?;
+            (series.is_empty() || series.starts_with('{'))
+                .then_some(())
+                .filter(|_| series.contains(labels))?;
+            value.trim().parse::<f64>().ok()
+        })
+        .sum()
+}
+
+/// Every request the proxy refused was sent again, and went through: the
+/// caller waited the throttling out instead of giving up.
+pub fn assert_every_refusal_was_retried(seen: &[Seen]) {
+    for (i, s) in seen.iter().enumerate().filter(|(_, s)| s.refused) {
+        let retried = seen[i + 1..]
+            .iter()
+            .any(|later| later.kind == s.kind && !later.refused);
+        assert!(
+            retried,
+            "request {i} ({:?}) was refused and never went through afterwards",
+            s.kind
+        );
+    }
+}
+
+/// Each `drover:launch-key` is carried by one instance at most, over every
+/// instance of the cluster moto ever saw (terminated ones too).
+pub fn assert_each_launch_key_launched_once(moto: &Moto, cluster: &str) -> usize {
+    let all = instances(moto, cluster, &[]);
+    let mut keys: HashMap<String, Vec<String>> = HashMap::new();
+    for i in &all {
+        if let Some(key) = tag(i, "drover:launch-key") {
+            keys.entry(key.to_string())
+                .or_default()
+                .push(i.instance_id().unwrap_or("?").to_string());
+        }
+    }
+    let doubled: Vec<_> = keys.iter().filter(|(_, ids)| ids.len() > 1).collect();
+    assert!(
+        doubled.is_empty(),
+        "launch keys launched twice: {doubled:?}"
+    );
+    keys.len()
+}
+
+pub fn wait_fleet_empty(moto: &Moto, cluster: &str, ctl: &Controller) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while running_instances(moto, cluster) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the fleet did not scale back to zero within 30s:\n{}",
+            ctl.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// An instance tagged as the cluster's, launched behind drover's back.
+pub fn launch_leaked_instance(moto: &Moto, cluster: &str) -> String {
+    use aws_sdk_ec2::types::{InstanceType, ResourceType, Tag, TagSpecification};
+    super::block_on(async {
+        let ec2 = aws_sdk_ec2::Client::new(&moto.sdk_config());
+        let out = ec2
+            .run_instances()
+            .image_id("ami-12c6146b")
+            .instance_type(InstanceType::T3Micro)
+            .min_count(1)
+            .max_count(1)
+            .tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::Instance)
+                    .tags(Tag::builder().key("drover:cluster").value(cluster).build())
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("launching the leaked instance");
+        out.instances()
+            .first()
+            .and_then(|i| i.instance_id())
+            .expect("an instance id")
+            .to_string()
+    })
+}
+
+pub fn instance_state(moto: &Moto, cluster: &str, ec2_id: &str) -> String {
+    instances(moto, cluster, &[])
+        .iter()
+        .find(|i| i.instance_id() == Some(ec2_id))
+        .and_then(|i| i.state())
+        .and_then(|s| s.name())
+        .map(|n| n.as_str().to_string())
+        .unwrap_or_else(|| "gone".to_string())
+}
+
+/// Waits until the proxy has refused `n` requests that match.
+pub fn wait_refused(proxy: &FaultProxy, what: &Match, n: usize, ctl: &Controller) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while proxy.count(what).1 < n {
+        assert!(
+            Instant::now() < deadline,
+            "the proxy refused {} of {n} {what:?} requests in 30s:\n{}",
+            proxy.count(what).1,
+            ctl.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
