@@ -4,7 +4,6 @@
 //! instance's role through IMDS). `endpoint_url` (or `AWS_ENDPOINT_URL`) points
 //! every client at another endpoint: moto server in the tests.
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
 use serde::Deserialize;
 
 /// `[aws]` in drover.toml.
@@ -18,7 +17,9 @@ pub struct AwsSettings {
     pub imds_endpoint: Option<String>,
 }
 
-pub async fn sdk_config(settings: &AwsSettings) -> SdkConfig {
+#[cfg(feature = "aws")]
+pub async fn sdk_config(settings: &AwsSettings) -> aws_config::SdkConfig {
+    use aws_config::{BehaviorVersion, Region};
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
     if let Some(region) = &settings.region {
         loader = loader.region(Region::new(region.clone()));

@@ -102,12 +102,17 @@ pub struct Blobs {
     signer: Option<Signing>,
 }
 
+#[cfg(feature = "aws")]
 #[derive(Clone)]
 struct Signing {
     s3: Arc<object_store::aws::AmazonS3>,
     /// The bucket prefix `store` hides, which a signed URL must spell out.
     prefix: String,
 }
+
+/// Only S3 signs URLs: a build without AWS support has none.
+#[cfg(not(feature = "aws"))]
+type Signing = std::convert::Infallible;
 
 impl Blobs {
     pub fn new(store: Arc<dyn ObjectStore>) -> Blobs {
@@ -118,6 +123,7 @@ impl Blobs {
     }
 
     /// Blobs in an S3 bucket, under `prefix`, with the same layout as locally.
+    #[cfg(feature = "aws")]
     /// Credentials, region and endpoint come from the environment (or the
     /// instance's role) as for every AWS client; `[aws]` in drover.toml overrides
     /// the region and endpoint. Large objects go up as multipart uploads.
@@ -163,6 +169,21 @@ impl Blobs {
 
     /// A URL that allows one PUT of `key` for `expires_in`, for a client without
     /// credentials of its own; `None` where blobs are not on S3.
+    #[cfg(not(feature = "aws"))]
+    pub async fn presigned_put(
+        &self,
+        _key: &BlobPath,
+        _expires_in: std::time::Duration,
+    ) -> Result<Option<url::Url>, BlobError> {
+        match self.signer {
+            Some(never) => match never {},
+            None => Ok(None),
+        }
+    }
+
+    /// A URL that allows one PUT of `key` for `expires_in`, for a client without
+    /// credentials of its own; `None` where blobs are not on S3.
+    #[cfg(feature = "aws")]
     pub async fn presigned_put(
         &self,
         key: &BlobPath,

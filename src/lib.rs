@@ -17,6 +17,7 @@ pub mod fleet;
 pub mod frontend;
 pub mod hints;
 pub mod ids;
+#[cfg(feature = "aws")]
 pub mod metadata;
 pub mod metrics;
 pub mod runtime;

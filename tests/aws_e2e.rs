@@ -3,6 +3,8 @@
 //! real `drover worker` per instance moto shows running) and publishes its hints
 //! through SNS. Everything is created by `drover init`.
 
+#![cfg(feature = "aws")]
+
 mod common;
 
 use common::{

@@ -3,6 +3,8 @@
 //! starts a worker and installs nothing, launches are batched, throttling is
 //! waited out, and the fleet simulator turns instances into worker processes.
 
+#![cfg(feature = "aws")]
+
 mod common;
 
 use aws_sdk_ec2::types::InstanceAttributeName;

@@ -7,6 +7,8 @@
 //! Each test runs a moto, a real `drover controller` with the AWS backends and
 //! the fleet simulator's real workers, with second-scale timings.
 
+#![cfg(feature = "aws")]
+
 mod common;
 
 use base64::Engine as _;

@@ -5,6 +5,8 @@
 //! header that the real service sends with a token; moto leaves it out. A relay
 //! on loopback adds it to moto's token answer and passes everything else through.
 
+#![cfg(feature = "aws")]
+
 mod common;
 
 use common::moto::Moto;

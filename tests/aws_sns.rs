@@ -7,6 +7,8 @@
 //! small loopback "SNS host" that the receiver's `cert_base_url` points at; the
 //! URLs inside the messages still name sns.us-east-1.amazonaws.com, as AWS's do.
 
+#![cfg(feature = "aws")]
+
 mod common;
 
 use axum::{

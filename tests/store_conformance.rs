@@ -3,6 +3,8 @@
 //! tables made by `create_tables`. A behaviour that only one store can show (a
 //! raw look at DynamoDB's items) asks the fixture, which answers `None` for SQLite.
 
+#![cfg(feature = "aws")]
+
 // Only the moto helper: the rest of tests/common is about processes.
 #[path = "common/moto.rs"]
 #[allow(dead_code)]

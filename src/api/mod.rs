@@ -25,7 +25,7 @@ pub type Ctx = Arc<Controller>;
 const JSON_BODY_LIMIT: usize = 2 << 20;
 
 pub fn router(c: Ctx) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(|| async { crate::metrics::render() }))
         .route("/v1/jobs", post(jobs::allocate).get(jobs::list))
@@ -46,8 +46,10 @@ pub fn router(c: Ctx) -> Router {
             "/v1/jobs/{id}/attempts/{n}/{blob}",
             put(workers::upload_attempt_blob),
         )
-        .route("/v1/messages", post(workers::message))
-        .route("/sns", post(crate::hints::receive::handler))
+        .route("/v1/messages", post(workers::message));
+    #[cfg(feature = "aws")]
+    let router = router.route("/sns", post(crate::hints::receive::handler));
+    router
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .with_state(c)
 }

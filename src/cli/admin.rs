@@ -24,11 +24,37 @@ pub fn check(path: &Path) -> (Option<ControllerConfig>, Vec<String>) {
     }
 }
 
-/// Problems only a backend can judge (the EC2 fleet's settings).
+/// Problems only a backend can judge (the EC2 fleet's settings), or that this
+/// build cannot serve.
 fn backend_problems(config: &ControllerConfig) -> Vec<String> {
+    #[cfg(feature = "aws")]
     match (&config.ec2, crate::runtime::backends::ec2_settings(config)) {
         (Some(_), Err(e)) => vec![format!("{e:#}")],
         _ => Vec::new(),
+    }
+    #[cfg(not(feature = "aws"))]
+    {
+        use crate::{config::FleetProvider, runtime::backends::without_aws};
+        let mut problems = Vec::new();
+        if let StateUrl::DynamoDb { .. } = config.state_url() {
+            problems.push(format!(
+                "{:#}",
+                without_aws(&format!("state = {}", config.state_url()))
+            ));
+        }
+        if let BlobsUrl::S3 { .. } = config.blobs_url() {
+            problems.push(format!(
+                "{:#}",
+                without_aws(&format!("blobs = {}", config.blobs_url()))
+            ));
+        }
+        if let HintsUrl::Sns { .. } = config.hints {
+            problems.push(format!("{:#}", without_aws("hints = sns://...")));
+        }
+        if config.fleet_provider == FleetProvider::Ec2 {
+            problems.push(format!("{:#}", without_aws("fleet.provider = \"ec2\"")));
+        }
+        problems
     }
 }
 
@@ -56,32 +82,39 @@ pub fn print_check(path: &Path) -> u8 {
 /// Creates the tables, the bucket and the topic the configuration names; safe to
 /// run twice (what exists is left as it is).
 pub async fn init(config: &ControllerConfig) -> anyhow::Result<()> {
-    let aws = crate::runtime::backends::Aws::default();
-    match config.state_url() {
-        StateUrl::Sqlite(path) => {
-            crate::store::sqlite::SqliteStore::open(&path)?;
-            println!("state: {} ready", path.display());
-        }
-        StateUrl::DynamoDb {
-            table_prefix,
-            region,
-        } => {
-            let sdk = aws.sdk(config, region.as_deref()).await;
-            crate::store::dynamodb::DynamoStore::new(sdk, &table_prefix)
-                .create_tables()
-                .await?;
-            println!("state: DynamoDB tables {table_prefix}-* ready");
-        }
+    let problems = backend_problems(config);
+    anyhow::ensure!(problems.is_empty(), "{}", problems.join("\n"));
+    if let StateUrl::Sqlite(path) = config.state_url() {
+        crate::store::sqlite::SqliteStore::open(&path)?;
+        println!("state: {} ready", path.display());
     }
-    match config.blobs_url() {
-        BlobsUrl::File(dir) => {
-            std::fs::create_dir_all(&dir)?;
-            println!("blobs: {} ready", dir.display());
-        }
-        BlobsUrl::S3 { bucket, .. } => {
-            create_bucket(aws.sdk(config, None).await, &bucket).await?;
-            println!("blobs: S3 bucket {bucket} ready");
-        }
+    if let BlobsUrl::File(dir) = config.blobs_url() {
+        std::fs::create_dir_all(&dir)?;
+        println!("blobs: {} ready", dir.display());
+    }
+    #[cfg(feature = "aws")]
+    init_aws(config).await?;
+    Ok(())
+}
+
+/// The AWS half of `init`: DynamoDB tables, S3 bucket, SNS topic.
+#[cfg(feature = "aws")]
+async fn init_aws(config: &ControllerConfig) -> anyhow::Result<()> {
+    let aws = crate::runtime::backends::Aws::default();
+    if let StateUrl::DynamoDb {
+        table_prefix,
+        region,
+    } = config.state_url()
+    {
+        let sdk = aws.sdk(config, region.as_deref()).await;
+        crate::store::dynamodb::DynamoStore::new(sdk, &table_prefix)
+            .create_tables()
+            .await?;
+        println!("state: DynamoDB tables {table_prefix}-* ready");
+    }
+    if let BlobsUrl::S3 { bucket, .. } = config.blobs_url() {
+        create_bucket(aws.sdk(config, None).await, &bucket).await?;
+        println!("blobs: S3 bucket {bucket} ready");
     }
     if let HintsUrl::Sns { topic_arn } = &config.hints {
         let name = topic_arn.rsplit(':').next().unwrap_or_default();
@@ -97,6 +130,7 @@ pub async fn init(config: &ControllerConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[cfg(feature = "aws")]
 async fn create_bucket(sdk: &aws_config::SdkConfig, bucket: &str) -> anyhow::Result<()> {
     use aws_sdk_s3::{
         error::DisplayErrorContext, types::BucketLocationConstraint,

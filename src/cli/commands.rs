@@ -271,6 +271,7 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<u8> {
         work_dir,
         max_output_bytes: args.max_output_bytes,
     };
+    #[cfg(feature = "aws")]
     if args.imds {
         match crate::metadata::identity(None).await {
             Ok(id) => tracing::info!(
@@ -281,6 +282,10 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<u8> {
             ),
             Err(e) => tracing::warn!(error = %e, "--imds: no instance identity"),
         }
+    }
+    #[cfg(not(feature = "aws"))]
+    if args.imds {
+        tracing::warn!("--imds: this drover was built without AWS support");
     }
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();

@@ -3,6 +3,7 @@
 //! the store before it asks the fleet, so a restarted controller knows everything
 //! it may have started.
 
+#[cfg(feature = "aws")]
 pub mod ec2;
 pub mod local;
 

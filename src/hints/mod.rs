@@ -7,11 +7,22 @@
 //! `POST /sns` endpoint and `verify` checks what arrives there.
 
 pub mod http;
+#[cfg(feature = "aws")]
 pub mod receive;
+#[cfg(feature = "aws")]
 pub mod sns;
+#[cfg(feature = "aws")]
 pub mod verify;
 
+/// The controller's handle on its SNS receiver; nothing can be one in a build
+/// without AWS support.
+#[cfg(feature = "aws")]
+pub type SnsReceiverRef = std::sync::Arc<receive::SnsReceiver>;
+#[cfg(not(feature = "aws"))]
+pub type SnsReceiverRef = std::convert::Infallible;
+
 pub use http::HttpHints;
+#[cfg(feature = "aws")]
 pub use sns::{create_topic, subscribe, SnsHints};
 
 use async_trait::async_trait;

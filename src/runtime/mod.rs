@@ -32,7 +32,7 @@ pub struct Controller {
     /// The address workers and hints reach this controller at.
     pub address: String,
     /// The receiver of SNS hints, when hints travel by SNS.
-    pub sns: Option<Arc<crate::hints::receive::SnsReceiver>>,
+    pub sns: Option<crate::hints::SnsReceiverRef>,
     /// Cancelled when the controller starts shutting down: loops stop and long
     /// polls answer at once, so the API can drain quickly.
     pub stopping: CancellationToken,
@@ -163,7 +163,7 @@ pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController
     let wake = Wakeups::default();
     let fleet = backends::open_fleet(&config, &aws, &address, wake.fleet.clone()).await?;
     let clock: Arc<dyn Clock> = Arc::new(crate::clock::SystemClock);
-    let (hints, sns) = backends::open_hints(&config, &aws, &address, &clock).await;
+    let (hints, sns) = backends::open_hints(&config, &aws, &address, &clock).await?;
     // The configuration is the desired fleet shape; the store carries it to the loops.
     store.put_fleet_settings(&config.fleet).await?;
     let controller = Arc::new(Controller {

@@ -2,6 +2,7 @@
 //! instances and fleet settings. SQLite is the embedded default; DynamoDB is the
 //! AWS one. Every job-state change is a conditional write on the job's version.
 
+#[cfg(feature = "aws")]
 pub mod dynamodb;
 pub mod sqlite;
 

@@ -8,9 +8,15 @@
 
 #![allow(dead_code)]
 
+// The AWS harness (moto, the fleet simulator, the fault proxy) needs the `aws`
+// feature, as do the tests that use it.
+#[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(feature = "aws")]
 pub mod fault_proxy;
+#[cfg(feature = "aws")]
 pub mod fleet_sim;
+#[cfg(feature = "aws")]
 pub mod moto;
 
 use serde_json::Value;
