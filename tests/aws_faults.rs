@@ -11,7 +11,8 @@
 
 mod common;
 
-use base64::Engine as _;
+use common::sns::{cert_pem, sign_v2, CERT_URL};
+
 use common::{
     aws::{
         self, assert_each_launch_key_launched_once, assert_every_refusal_was_retried,
@@ -344,95 +345,6 @@ fn workers_whose_pings_arrive_while_heartbeat_writes_are_throttled_are_not_decla
 // Forged SNS deliveries
 // ---------------------------------------------------------------------------
 
-/// The host SigningCertURLs must name; the controller fetches from its
-/// `cert_base_url` (the CertHost below) instead.
-const CERT_URL: &str = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-test.pem";
-
-/// A TEST-ONLY RSA 2048 key, the one of tests/aws_sns.rs (made with `openssl
-/// genpkey` for the tests; it signs nothing else).
-const TEST_KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----\n\
-MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQCZeJsR9FWoKHZk\n\
-Ab1TPrG4ePg04w55gFj6I4IqwcbIKHWBsDcCac1xvlVxpV9CJW7qBVILRmWMOeRn\n\
-iP+7T2ZNbAI9KY24W5MB66Mk06sj71RfLUZUJCAyTY2JvRF2wkEFdnLSTBuyUwBl\n\
-IQlatuFbUICt4/RYc3K2lYoJXJ/BJaunZD4uF3wV3TqFeX5Kn3l41YAsQWutiR+Q\n\
-eAX+q1nTuIdXmPuVZ/RvZefguObx/bOA996k94MP9BhoosLb3HfXquuHRfIhHBmy\n\
-rgcBFVJtdC07ik4zzIuu7HSO0RKHQS3eRsOHtxjtHFFLaf4fYV9JIOm0eCiK+Gew\n\
-btWaXmUzAgMBAAECggEACWyjFSysb+mgL479ydVhQ4NGNrU0x9hOXnn8vdRteRAm\n\
-+yJPlnnZ0GDQTWzK1zyGPZ+7BI87oCtT79m1XpLHJPz7fDcHiWkyM119hL7s1QWW\n\
-6EtW9MbNJVmm1e0C3AicxpGaBnj/AGnhbdRkByqQ1zMv273SXPYl9rljIyUJeGpX\n\
-5oI2LWwzI+DPLx4gF91ejqrfCemofhpBrhW+rlbBK5FdL7+SaSL0UuMhzrAmUIbm\n\
-qFV2mpQJoQKEwI+SjYj0Uhl2M/4kwgjtCFiE4sun9bDvTgAk/LrrDSgqy1DG3oUE\n\
-+zxHUSAjTip4tvBiQAeV3Db5Q3auHupclpjQ+3WyNQKBgQDS7oJN+cc9dBqUuh91\n\
-SbiDwG5G6RGofrmuXIOAR2+DYaTkBSaVAUD8mjPu5cseb4vEAPksfImIaawEKLeR\n\
-DVcpiiN5gUAFMC5hDs6zZjZqU9x18ZET9mHerPTCNa6U9bJ548d11VVJbcwzOy2p\n\
-qnpcWGPprpVlq5eAiynjISyeDQKBgQC6QyHzR+nLz2dtJ2h2GJFQPE3MV+k5e0k0\n\
-0KHgIfG7IuEtw06cF/YmT2zlLU+dqB7ZQNJ1eJHXmOHXLbzAcji6Z8AaXw4+GLys\n\
-YLpzGpkDr05v4/IamgoY6v2FJ3NT2mX+CV2WL9s/RfNZaufwTr8igPxDEoQahYes\n\
-VyVcDJGAPwKBgQCYhNW7xEyI5xcBS8PLb074FYCnzYdzKo7gwQxlCUJc4ZH1PrQz\n\
-MgDnpii/KXHBxC5vv7RssnBQLviu2TJCtD6+TqBwD0FXfwtKKwbTOalHIPRcZBvf\n\
-L1x9QtqIQ4DFPROch1OGpIdS3Q22Tagq8pYfh9pW8mIcbgLSc84J6cb1UQKBgDXV\n\
-vXRRbrOnqJ8V6s1nYGiuZVYQeqpQheIsAv2DEhkiha7yakAXdN+xySmcJQzOUMw+\n\
-PhYR2SVVXMESySFeYiMOZam5m6Y7BB1Wf81Q/LTh8GvKmGkz6IM3ODtKIb00vJHm\n\
-JxSHlHj/QMyxZ4Q/XmMcoMzKB0CbI5GeRoAKaeuFAoGAYnzBuS2B0u/7f+EcKblx\n\
-Owm7SgoRlZu7KUKzw3Uvnx0dY6Ficz9G8pmIpZaz1FRYb9VQdOAfX5eLh8GkNefv\n\
-8fMsMBKz1R/sZFSq5KQ2h59vD3X1cpmwxt9Gitf6MLO+6qQDrzxxigv1fKiQ9t8Y\n\
-GIXfAgzXp2wqzrxu7HAbMJo=\n\
------END PRIVATE KEY-----";
-
-fn key_der() -> Vec<u8> {
-    let b64: String = TEST_KEY_PEM
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .expect("the test key is base64")
-}
-
-/// A self-signed certificate for TEST_KEY_PEM, valid for centuries.
-fn test_cert_pem() -> String {
-    let key = rcgen::KeyPair::from_pem(TEST_KEY_PEM).expect("rcgen reads the test key");
-    let mut params =
-        rcgen::CertificateParams::new(vec!["sns.amazonaws.com".to_string()]).expect("params");
-    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-    params.not_after = rcgen::date_time_ymd(2999, 1, 1);
-    params
-        .self_signed(&key)
-        .expect("self-signed certificate")
-        .pem()
-}
-
-/// AWS's string to sign of a Notification, written out independently of the
-/// receiver's.
-fn canonical(m: &Value) -> String {
-    [
-        "Message",
-        "MessageId",
-        "Subject",
-        "Timestamp",
-        "TopicArn",
-        "Type",
-    ]
-    .iter()
-    .filter_map(|k| m[*k].as_str().map(|v| format!("{k}\n{v}\n")))
-    .collect()
-}
-
-/// Signs with SHA256 (SignatureVersion 2) under the test key.
-fn sign_v2(m: &mut Value) {
-    let key = ring::signature::RsaKeyPair::from_pkcs8(&key_der()).expect("ring reads the test key");
-    let mut sig = vec![0; key.public().modulus_len()];
-    key.sign(
-        &ring::signature::RSA_PKCS1_SHA256,
-        &ring::rand::SystemRandom::new(),
-        canonical(m).as_bytes(),
-        &mut sig,
-    )
-    .expect("signing");
-    m["SignatureVersion"] = json!("2");
-    m["Signature"] = json!(base64::engine::general_purpose::STANDARD.encode(sig));
-}
-
 /// A Notification as SNS delivers it, signed (v2), dated `at`.
 fn notification(topic: &str, subject: &str, message: &Value, at: SystemTime) -> Value {
     let mut m = json!({
@@ -500,7 +412,7 @@ impl CertHost {
     fn start(moto_url: &str) -> CertHost {
         let asked: Arc<Mutex<Vec<String>>> = Arc::default();
         let state = CertHostState {
-            pem: test_cert_pem(),
+            pem: cert_pem((2020, 1, 1), (2999, 1, 1)),
             moto: moto_url.to_string(),
             asked: asked.clone(),
         };

@@ -11,6 +11,8 @@
 
 mod common;
 
+use common::sns::{cert_pem, sign_v2, CERT_URL};
+
 use axum::{
     extract::State,
     http::{StatusCode, Uri},
@@ -18,7 +20,6 @@ use axum::{
     routing::post,
     Router,
 };
-use base64::Engine as _;
 use drover::{
     clock::{Clock, SystemClock},
     hints::{
@@ -45,108 +46,10 @@ use tokio::sync::Notify;
 const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:drover-hints";
 /// The receiver's own address in the tests that need no real listener.
 const US: &str = "http://127.0.0.1:7070";
-const CERT_URL: &str = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-test.pem";
-
-/// A TEST-ONLY RSA 2048 key (made with `openssl genpkey` for these tests; it
-/// signs nothing else). rcgen with ring cannot generate RSA keys, and ring
-/// cannot sign with SHA1, which the SignatureVersion 1 fixture below needs.
-const TEST_KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----\n\
-MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQCZeJsR9FWoKHZk\n\
-Ab1TPrG4ePg04w55gFj6I4IqwcbIKHWBsDcCac1xvlVxpV9CJW7qBVILRmWMOeRn\n\
-iP+7T2ZNbAI9KY24W5MB66Mk06sj71RfLUZUJCAyTY2JvRF2wkEFdnLSTBuyUwBl\n\
-IQlatuFbUICt4/RYc3K2lYoJXJ/BJaunZD4uF3wV3TqFeX5Kn3l41YAsQWutiR+Q\n\
-eAX+q1nTuIdXmPuVZ/RvZefguObx/bOA996k94MP9BhoosLb3HfXquuHRfIhHBmy\n\
-rgcBFVJtdC07ik4zzIuu7HSO0RKHQS3eRsOHtxjtHFFLaf4fYV9JIOm0eCiK+Gew\n\
-btWaXmUzAgMBAAECggEACWyjFSysb+mgL479ydVhQ4NGNrU0x9hOXnn8vdRteRAm\n\
-+yJPlnnZ0GDQTWzK1zyGPZ+7BI87oCtT79m1XpLHJPz7fDcHiWkyM119hL7s1QWW\n\
-6EtW9MbNJVmm1e0C3AicxpGaBnj/AGnhbdRkByqQ1zMv273SXPYl9rljIyUJeGpX\n\
-5oI2LWwzI+DPLx4gF91ejqrfCemofhpBrhW+rlbBK5FdL7+SaSL0UuMhzrAmUIbm\n\
-qFV2mpQJoQKEwI+SjYj0Uhl2M/4kwgjtCFiE4sun9bDvTgAk/LrrDSgqy1DG3oUE\n\
-+zxHUSAjTip4tvBiQAeV3Db5Q3auHupclpjQ+3WyNQKBgQDS7oJN+cc9dBqUuh91\n\
-SbiDwG5G6RGofrmuXIOAR2+DYaTkBSaVAUD8mjPu5cseb4vEAPksfImIaawEKLeR\n\
-DVcpiiN5gUAFMC5hDs6zZjZqU9x18ZET9mHerPTCNa6U9bJ548d11VVJbcwzOy2p\n\
-qnpcWGPprpVlq5eAiynjISyeDQKBgQC6QyHzR+nLz2dtJ2h2GJFQPE3MV+k5e0k0\n\
-0KHgIfG7IuEtw06cF/YmT2zlLU+dqB7ZQNJ1eJHXmOHXLbzAcji6Z8AaXw4+GLys\n\
-YLpzGpkDr05v4/IamgoY6v2FJ3NT2mX+CV2WL9s/RfNZaufwTr8igPxDEoQahYes\n\
-VyVcDJGAPwKBgQCYhNW7xEyI5xcBS8PLb074FYCnzYdzKo7gwQxlCUJc4ZH1PrQz\n\
-MgDnpii/KXHBxC5vv7RssnBQLviu2TJCtD6+TqBwD0FXfwtKKwbTOalHIPRcZBvf\n\
-L1x9QtqIQ4DFPROch1OGpIdS3Q22Tagq8pYfh9pW8mIcbgLSc84J6cb1UQKBgDXV\n\
-vXRRbrOnqJ8V6s1nYGiuZVYQeqpQheIsAv2DEhkiha7yakAXdN+xySmcJQzOUMw+\n\
-PhYR2SVVXMESySFeYiMOZam5m6Y7BB1Wf81Q/LTh8GvKmGkz6IM3ODtKIb00vJHm\n\
-JxSHlHj/QMyxZ4Q/XmMcoMzKB0CbI5GeRoAKaeuFAoGAYnzBuS2B0u/7f+EcKblx\n\
-Owm7SgoRlZu7KUKzw3Uvnx0dY6Ficz9G8pmIpZaz1FRYb9VQdOAfX5eLh8GkNefv\n\
-8fMsMBKz1R/sZFSq5KQ2h59vD3X1cpmwxt9Gitf6MLO+6qQDrzxxigv1fKiQ9t8Y\n\
-GIXfAgzXp2wqzrxu7HAbMJo=\n\
------END PRIVATE KEY-----";
-
 /// `openssl dgst -sha1 -sign` of the v1 fixture's canonical string (with its
 /// Subject) under TEST_KEY_PEM.
 const V1_SIGNATURE: &str = "ClhgpUGmOHXmW3rsu8p5atwC/vIIJ/wuf+aj9C5Mjc2YNUpTBA1JYipbyy8csCcl4sshOfuuNj3wai8WkjQzaUIXOvDb4LjERinOb4iG1lo+bwwewI6Wx4klmWi3v1K6yU7auzqJtULoh86wRxMuCjMhC8VypYluHBwRzCbaPi6gIPzxIQiNvxAVFDmTKCCySs5SXr4J1hXoj9et+8a4016Q5eUPV2bzLyrtfyVyl9dTga3lv9uD2m6EPcVX59b8yFkRTM3C8Yzl4oLBuaH2T/A8U37/5hcrbnqZ4jn1OKDnlMDS+lLoJ/ijaxygfRF0xoZDGnquXzh11X0unlTgHg==";
 const V1_TIMESTAMP: &str = "2026-01-15T10:00:00.000Z";
-
-fn key_der() -> Vec<u8> {
-    let b64: String = TEST_KEY_PEM
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .expect("the test key is base64")
-}
-
-/// A self-signed certificate for TEST_KEY_PEM, valid between the two dates.
-fn cert_pem(from: (i32, u8, u8), to: (i32, u8, u8)) -> String {
-    let key = rcgen::KeyPair::from_pem(TEST_KEY_PEM).expect("rcgen reads the test key");
-    let mut params =
-        rcgen::CertificateParams::new(vec!["sns.amazonaws.com".to_string()]).expect("params");
-    params.not_before = rcgen::date_time_ymd(from.0, from.1, from.2);
-    params.not_after = rcgen::date_time_ymd(to.0, to.1, to.2);
-    params
-        .self_signed(&key)
-        .expect("self-signed certificate")
-        .pem()
-}
-
-/// AWS's canonical string, written out here independently of the receiver's.
-fn canonical(m: &Value) -> String {
-    let keys: &[&str] = match m["Type"].as_str() {
-        Some("Notification") => &[
-            "Message",
-            "MessageId",
-            "Subject",
-            "Timestamp",
-            "TopicArn",
-            "Type",
-        ],
-        _ => &[
-            "Message",
-            "MessageId",
-            "SubscribeURL",
-            "Timestamp",
-            "Token",
-            "TopicArn",
-            "Type",
-        ],
-    };
-    keys.iter()
-        .filter_map(|k| m[*k].as_str().map(|v| format!("{k}\n{v}\n")))
-        .collect()
-}
-
-/// Signs with SHA256 (SignatureVersion 2) under the test key.
-fn sign_v2(m: &mut Value) {
-    let key = ring::signature::RsaKeyPair::from_pkcs8(&key_der()).expect("ring reads the test key");
-    let mut sig = vec![0; key.public().modulus_len()];
-    key.sign(
-        &ring::signature::RSA_PKCS1_SHA256,
-        &ring::rand::SystemRandom::new(),
-        canonical(m).as_bytes(),
-        &mut sig,
-    )
-    .expect("signing");
-    m["SignatureVersion"] = json!("2");
-    m["Signature"] = json!(base64::engine::general_purpose::STANDARD.encode(sig));
-}
 
 fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()

@@ -18,6 +18,8 @@ pub mod fault_proxy;
 pub mod fleet_sim;
 #[cfg(feature = "aws")]
 pub mod moto;
+#[cfg(feature = "aws")]
+pub mod sns;
 
 use serde_json::Value;
 use std::{
