@@ -1,5 +1,6 @@
 //! Tests of the archive reader: hostile archives are refused and write nothing
 //! outside the folder.
+
 use super::*;
 use tar::EntryType;
 
