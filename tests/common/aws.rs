@@ -9,15 +9,14 @@ use super::{
     drover_bin,
     fault_proxy::{FaultProxy, Match, Seen},
     moto::Moto,
-    wait_for, Controller, TestDir,
+    Controller, TestDir,
 };
 use aws_sdk_ec2::types::{Filter, Instance};
 use serde_json::Value;
 use std::{
     collections::HashMap,
-    fs,
     path::{Path, PathBuf},
-    process::{Command, Output, Stdio},
+    process::{Command, Output},
     time::{Duration, Instant},
 };
 
@@ -166,47 +165,8 @@ pub fn init(dir: &TestDir, moto: &Moto, config: &Path) {
 /// A `drover controller --config FILE` with its data folder in `dir/data` and
 /// nothing but the file's settings (no `FAST` flags: the file's timings hold).
 pub fn start_controller(dir: &TestDir, config: &Path, moto: &Moto) -> Controller {
-    let data_dir = dir.join("data");
-    let log = tempfile::Builder::new()
-        .prefix("drover-test-controller-")
-        .suffix(".log")
-        .tempfile()
-        .expect("log file");
-    let log_file = log.reopen().expect("controller log");
-    let mut child = Command::new(drover_bin())
-        .arg("controller")
-        .arg("--config")
-        .arg(config)
-        .arg("--data-dir")
-        .arg(&data_dir)
-        .current_dir(dir.path())
-        .env_remove("DROVER_CONTROLLER")
-        .env("RUST_LOG", "info")
-        .envs(moto.env())
-        .stdin(Stdio::null())
-        .stdout(log_file.try_clone().expect("log"))
-        .stderr(log_file)
-        .spawn()
-        .expect("starting drover controller");
-    let url = wait_for(Duration::from_secs(30), "the controller to listen", || {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!(
-                "the controller exited with {status}:\n{}",
-                fs::read_to_string(log.path()).unwrap_or_default()
-            );
-        }
-        let text = fs::read_to_string(log.path()).unwrap_or_default();
-        text.lines()
-            .find_map(|l| l.split("drover controller listening on ").nth(1))
-            .map(|u| u.trim().to_string())
-    });
-    Controller {
-        child: Some(child),
-        url,
-        cwd: dir.path().to_path_buf(),
-        data_dir,
-        log,
-    }
+    let config = config.to_str().expect("utf-8 path");
+    Controller::spawn(dir, "data", &["--config", config], &moto.env())
 }
 
 fn filter(name: &str, values: &[&str]) -> Filter {

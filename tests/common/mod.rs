@@ -266,6 +266,18 @@ impl Controller {
         extra: &[&str],
         env: &[(&str, String)],
     ) -> Controller {
+        let mut args: Vec<&str> = Vec::new();
+        if !extra.contains(&"--listen") {
+            args.extend(["--listen", "127.0.0.1:0"]);
+        }
+        args.extend(FAST);
+        args.extend(extra);
+        Controller::spawn(dir, data, &args, env)
+    }
+
+    /// `drover controller ARGS --data-dir dir/<data>` and nothing else: no fast
+    /// timings, no default address (a configuration file may give both).
+    pub fn spawn(dir: &TestDir, data: &str, args: &[&str], env: &[(&str, String)]) -> Controller {
         let data_dir = dir.join(data);
         let log = tempfile::Builder::new()
             .prefix("drover-test-controller-")
@@ -274,14 +286,10 @@ impl Controller {
             .expect("log file");
         let log_file = log.reopen().expect("controller log");
         let mut cmd = Command::new(drover_bin());
-        cmd.arg("controller");
-        if !extra.contains(&"--listen") {
-            cmd.args(["--listen", "127.0.0.1:0"]);
-        }
-        cmd.arg("--data-dir")
+        cmd.arg("controller")
+            .arg("--data-dir")
             .arg(&data_dir)
-            .args(FAST)
-            .args(extra)
+            .args(args)
             .current_dir(dir.path())
             .env_remove("DROVER_CONTROLLER")
             .env("RUST_LOG", "info")
@@ -290,7 +298,7 @@ impl Controller {
             .stdout(log_file.try_clone().expect("log"))
             .stderr(log_file);
         let mut child = cmd.spawn().expect("starting drover controller");
-        let url = wait_for(Duration::from_secs(20), "the controller to listen", || {
+        let url = wait_for(Duration::from_secs(30), "the controller to listen", || {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!(
                     "the controller exited with {status}:\n{}",
