@@ -47,17 +47,9 @@ struct WorkerProcess {
 impl LocalFleet {
     fn scan(&self) -> std::io::Result<Vec<WorkerProcess>> {
         let mut found = Vec::new();
-        for entry in std::fs::read_dir("/proc")? {
-            let Ok(entry) = entry else { continue };
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<i32>().ok())
-            else {
-                continue;
-            };
+        for (pid, dir) in processes()? {
             // A process may exit between readdir and read: skip it.
-            let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
+            let Ok(raw) = std::fs::read(dir.join("cmdline")) else {
                 continue;
             };
             if let Some(p) = parse_worker_cmdline(pid, &raw, &self.cluster) {
@@ -75,6 +67,14 @@ impl LocalFleet {
             .map_err(|e| FleetError::List(format!("reading /proc: {e}")))?;
         Ok(all.into_iter().find(|p| &p.instance == id))
     }
+}
+
+/// Every process of the machine: its id and its folder under /proc.
+fn processes() -> std::io::Result<impl Iterator<Item = (i32, PathBuf)>> {
+    Ok(std::fs::read_dir("/proc")?.flatten().filter_map(|entry| {
+        let pid = entry.file_name().to_str()?.parse::<i32>().ok()?;
+        Some((pid, entry.path()))
+    }))
 }
 
 fn is_zombie(pid: i32) -> bool {
@@ -225,18 +225,9 @@ impl Fleet for LocalFleet {
 /// on; every job process carries `DROVER_INSTANCE=<id>` in its environment.
 fn kill_orphaned_jobs(instance: &InstanceId) {
     let marker = format!("DROVER_INSTANCE={instance}");
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+    let Ok(all) = processes() else { return };
+    for (pid, dir) in all {
+        let Ok(environ) = std::fs::read(dir.join("environ")) else {
             continue;
         };
         if environ
