@@ -14,8 +14,7 @@ pub async fn tick(c: &Controller) -> anyhow::Result<()> {
     // between is then known to the store, never mistaken for a leak.
     let observed = c.fleet.list().await?;
     let instances = c.store.list_instances().await?;
-    let mut workers = c.store.list_workers().await?;
-    c.heartbeats.overlay(&mut workers);
+    let workers = c.workers().await?;
     let jobs = c.store.active_jobs().await?;
     let settings = c
         .store

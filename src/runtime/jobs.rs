@@ -12,8 +12,7 @@ use std::collections::HashMap;
 
 pub async fn tick(c: &Controller) -> anyhow::Result<()> {
     let now = c.now();
-    let mut workers = c.store.list_workers().await?;
-    c.heartbeats.overlay(&mut workers);
+    let workers = c.workers().await?;
     let jobs = c.store.active_jobs().await?;
     let plan = reconcile(&JobsSnapshot {
         now,

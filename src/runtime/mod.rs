@@ -77,6 +77,16 @@ impl Controller {
         }
     }
 
+    /// The workers as the loops must judge them: as stored, brought up to the
+    /// pings this controller received but has not stored yet.
+    pub async fn workers(
+        &self,
+    ) -> Result<Vec<reconcilers::model::Worker>, crate::store::StoreError> {
+        let mut workers = self.store.list_workers().await?;
+        self.heartbeats.overlay(&mut workers);
+        Ok(workers)
+    }
+
     /// Sends a hint to the controller that reconciles (this one, for now) without
     /// waiting: a hint only makes a loop run sooner, so a lost one costs nothing.
     pub fn hint(self: &Arc<Self>, msg: reconcilers::messages::Message) {
