@@ -462,18 +462,7 @@ impl Drop for CertHost {
 
 /// `POST <controller>/sns` of a body as SNS sends it; the status and the text.
 fn post_sns(ctl: &Controller, body: &Value) -> (u16, String) {
-    common::block_on(async {
-        let resp = reqwest::Client::new()
-            .post(format!("{}/sns", ctl.url))
-            .header("Content-Type", "text/plain; charset=UTF-8")
-            .header("x-amz-sns-message-type", "Notification")
-            .body(body.to_string())
-            .send()
-            .await
-            .expect("POST /sns");
-        let status = resp.status().as_u16();
-        (status, resp.text().await.unwrap_or_default())
-    })
+    common::block_on(common::sns::post_sns(&ctl.url, body))
 }
 
 /// What a forged hint could change: the jobs, the job gauges, the messages

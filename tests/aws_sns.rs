@@ -234,15 +234,7 @@ impl Receiver {
     }
 
     async fn post(&self, body: &Value) -> (u16, String) {
-        let resp = reqwest::Client::new()
-            .post(format!("{}/sns", self.url))
-            .header("Content-Type", "text/plain; charset=UTF-8")
-            .body(body.to_string())
-            .send()
-            .await
-            .expect("POST /sns");
-        let status = resp.status().as_u16();
-        (status, resp.text().await.unwrap_or_default())
+        common::sns::post_sns(&self.url, body).await
     }
 
     fn answers(&self) -> Vec<(u16, String)> {

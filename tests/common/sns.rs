@@ -102,3 +102,17 @@ pub fn sign_v2(m: &mut Value) {
     m["SignatureVersion"] = json!("2");
     m["Signature"] = json!(base64::engine::general_purpose::STANDARD.encode(sig));
 }
+
+/// `POST <base>/sns` of a body as SNS sends it; the status and the text.
+pub async fn post_sns(base: &str, body: &Value) -> (u16, String) {
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/sns"))
+        .header("Content-Type", "text/plain; charset=UTF-8")
+        .header("x-amz-sns-message-type", "Notification")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("POST /sns");
+    let status = resp.status().as_u16();
+    (status, resp.text().await.unwrap_or_default())
+}
