@@ -6,6 +6,7 @@ mod attrs;
 mod dag;
 mod fields;
 mod lexer;
+mod parametric;
 mod parser;
 mod validate;
 mod writer;
@@ -13,6 +14,10 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
+pub use parametric::{
+    expand as expand_parametric, parameter_values, ExpandError, MAX_PARAMETRIC_JOBS,
+    PARAM_PLACEHOLDER,
+};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
