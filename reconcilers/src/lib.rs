@@ -8,3 +8,4 @@ pub mod jdl;
 pub mod jobs;
 pub mod messages;
 pub mod model;
+pub mod records;
