@@ -118,7 +118,7 @@ async fn init_aws(config: &ControllerConfig) -> anyhow::Result<()> {
     }
     if let HintsUrl::Sns { topic_arn } = &config.hints {
         let name = topic_arn.rsplit(':').next().unwrap_or_default();
-        let client = aws_sdk_sns::Client::new(aws.sdk(config, None).await);
+        let client = crate::aws::sns_client(aws.sdk(config, None).await);
         let created = crate::hints::sns::create_topic(&client, name).await?;
         anyhow::ensure!(
             &created == topic_arn,
@@ -137,7 +137,7 @@ async fn create_bucket(sdk: &aws_config::SdkConfig, bucket: &str) -> anyhow::Res
         types::CreateBucketConfiguration,
     };
     // Emulators and private endpoints address buckets by path.
-    let conf = aws_sdk_s3::config::Builder::from(sdk)
+    let conf = crate::aws::s3_config(sdk)
         .force_path_style(true)
         .build();
     let client = aws_sdk_s3::Client::from_conf(conf);

@@ -88,7 +88,7 @@ impl Ec2Fleet {
         // The SDK retries nothing for EC2: `Calls` does, so that the backoff policy
         // is drover's, visible in one place and counted, and not multiplied by a
         // second retry layer underneath.
-        let config = aws_sdk_ec2::config::Builder::from(sdk)
+        let config = crate::aws::ec2_config(sdk)
             .retry_config(RetryConfig::disabled())
             .build();
         let secret: [u8; 32] = rand::random();

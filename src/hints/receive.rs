@@ -105,10 +105,7 @@ impl SnsReceiver {
             );
         }
         let msg = Message::parse(e.message.as_bytes());
-        crate::metrics::METRICS
-            .messages
-            .with_label_values(&[msg.kind()])
-            .inc();
+        crate::metrics::message_received("sns", &msg);
         match &msg {
             Message::JobSubmitted { .. } | Message::Cancel { .. } => wake.jobs.notify_one(),
             Message::WorkerLost { .. } => wake.fleet.notify_one(),

@@ -18,6 +18,7 @@ pub async fn tick(c: &Controller) -> anyhow::Result<()> {
     let jobs = c.store.active_jobs().await?;
     let settings = c
         .store
+    crate::metrics::instances_observed(&instances, c.now());
         .fleet_settings()
         .await?
         .unwrap_or_else(|| c.config.fleet.clone());
@@ -137,10 +138,7 @@ async fn terminate(
     }
     c.fleet.terminate(&record).await?;
     if first_time {
-        METRICS
-            .instances_terminated
-            .with_label_values(&[reason.as_str()])
-            .inc();
+        crate::metrics::instance_terminated(reason);
         tracing::info!(instance = %record.id, reason = reason.as_str(), "terminating instance");
     }
     Ok(())

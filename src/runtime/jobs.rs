@@ -65,20 +65,7 @@ pub async fn tick(c: &Controller) -> anyhow::Result<()> {
         }
     }
 
-    let mut counts: HashMap<JobState, i64> = HashMap::new();
-    for j in &jobs {
-        *counts.entry(j.state).or_default() += 1;
-    }
-    for state in [JobState::Queued, JobState::Assigned, JobState::Running] {
-        METRICS
-            .jobs
-            .with_label_values(&[state.as_str()])
-            .set(counts.get(&state).copied().unwrap_or(0));
-    }
-    for state in [WorkerState::Active, WorkerState::Lost] {
-        let n = workers.iter().filter(|w| w.state == state).count() as i64;
-        METRICS.workers.with_label_values(&[state.as_str()]).set(n);
-    }
+    crate::metrics::jobs_observed(&jobs, &workers, now);
     Ok(())
 }
 

@@ -101,12 +101,9 @@ impl Controller {
     /// Bookkeeping after a job write: metrics and wake-ups.
     pub fn job_written(&self, before: &Job, after: &Job) {
         if before.state != after.state {
-            crate::metrics::METRICS
-                .job_transitions
-                .with_label_values(&[before.state.as_str(), after.state.as_str()])
-                .inc();
             self.wake.job_changed(&after.id);
         }
+        crate::metrics::job_written(before, after);
         if after.state.is_terminal() || after.state == reconcilers::model::JobState::Queued {
             // A slot was freed or work is waiting: dispatch now, resize the fleet.
             self.wake.jobs.notify_one();

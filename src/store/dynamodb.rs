@@ -58,7 +58,7 @@ impl DynamoStore {
         // default is 3) ride out a burst of throttling, which on-demand tables
         // show while they scale. An attempt that hangs is cut at 10 s so that a
         // reconcile loop never waits on one request for ever.
-        let config = aws_sdk_dynamodb::config::Builder::from(sdk)
+        let config = crate::aws::dynamodb_config(sdk)
             .retry_config(
                 RetryConfig::standard()
                     .with_max_attempts(8)

@@ -89,7 +89,7 @@ pub async fn sns(
     address: &ControllerAddress,
     clock: &Arc<dyn Clock>,
 ) -> (Arc<dyn Hints>, Arc<SnsReceiver>) {
-    let client = aws_sdk_sns::Client::new(aws.sdk(config, None).await);
+    let client = crate::aws::sns_client(aws.sdk(config, None).await);
     let mut settings = VerifySettings::new(vec![topic_arn.to_string()]);
     settings.cert_base_url = config.sns_cert_base_url.clone();
     settings.max_age = config.sns_max_message_age;
@@ -109,7 +109,7 @@ pub async fn subscribe(
     topic_arn: &str,
     address: &ControllerAddress,
 ) {
-    let client = aws_sdk_sns::Client::new(aws.sdk(config, None).await);
+    let client = crate::aws::sns_client(aws.sdk(config, None).await);
     match crate::hints::sns::subscribe(&client, topic_arn, &address.url).await {
         Ok(arn) => tracing::info!(subscription = %arn, "subscribed to SNS hints"),
         Err(e) => {
