@@ -33,6 +33,10 @@ pub struct ProcessSpec {
     /// the same path for both gives one file with both streams.
     pub stdout: PathBuf,
     pub stderr: PathBuf,
+    /// RLIMIT_FSIZE: no file the program writes may grow past this (the kernel
+    /// sends SIGXFSZ). It bounds what a job can write between two looks of the
+    /// sandbox quota, without privileges.
+    pub max_file_bytes: Option<u64>,
 }
 
 /// How a program ended.
@@ -162,11 +166,22 @@ pub fn spawn(spec: &ProcessSpec) -> Result<RunningProcess, ProcessError> {
     // Tokio starts processes from its runtime threads, which live as long as the
     // worker. (With a pre-exec hook std forks and calls execvp, whose ENOEXEC
     // fallback runs a script without a `#!` line under /bin/sh, as shells do.)
-    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    let max_file_bytes = spec.max_file_bytes;
+    // SAFETY: prctl and setrlimit are async-signal-safe and touch no memory of
+    // the parent.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(io::Error::last_os_error());
+            }
+            if let Some(max) = max_file_bytes {
+                let limit = libc::rlimit {
+                    rlim_cur: max as libc::rlim_t,
+                    rlim_max: max as libc::rlim_t,
+                };
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
             }
             Ok(())
         });
@@ -342,6 +357,7 @@ mod tests {
             stdin: None,
             stdout: dir.join("out"),
             stderr: dir.join("err"),
+            max_file_bytes: None,
         }
     }
 

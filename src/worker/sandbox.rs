@@ -4,7 +4,10 @@
 
 mod env;
 mod log;
+mod quota;
 mod reasons;
+#[cfg(test)]
+mod quota_tests;
 #[cfg(test)]
 mod tests;
 
@@ -13,6 +16,7 @@ pub use env::JobEnv;
 use super::output::{collect_output, OutputError, Snapshot};
 use super::process::{self, ProcessError, ProcessExit, ProcessSpec, DEFAULT_KILL_GRACE};
 use log::WorkerLog;
+use quota::Quota;
 use reasons::{disk_is_full, ended, io_reason, is_no_space, signal_name, start_failure};
 use reconcilers::jdl::{is_safe_sandbox_name, output_archive_candidate, JobDescription};
 use reconcilers::model::AttemptOutcome;
@@ -31,6 +35,9 @@ pub struct AttemptLimits {
     pub max_output_bytes: u64,
     /// Between SIGTERM and SIGKILL when a program is stopped.
     pub kill_grace: Duration,
+    /// The attempt's folder may not take more disk (see `quota.rs`); `None`:
+    /// as much as the disk has.
+    pub max_sandbox_bytes: Option<u64>,
 }
 
 impl Default for AttemptLimits {
@@ -38,6 +45,7 @@ impl Default for AttemptLimits {
         AttemptLimits {
             max_output_bytes: 1 << 30,
             kill_grace: DEFAULT_KILL_GRACE,
+            max_sandbox_bytes: None,
         }
     }
 }
@@ -111,6 +119,9 @@ pub async fn run_job(
         stdout: in_sandbox(&job.std_output, paths.stdout()),
         stderr: in_sandbox(&job.std_error, paths.stderr()),
         log: WorkerLog::open(paths.worker_log()),
+        quota: limits
+            .max_sandbox_bytes
+            .map(|limit| Quota::new(limit, &paths.root)),
         paths,
         job,
         limits,
@@ -195,6 +206,7 @@ struct Attempt<'a> {
     job: &'a JobDescription,
     limits: &'a AttemptLimits,
     cancel: CancellationToken,
+    quota: Option<Quota>,
     log: WorkerLog,
     env: Vec<(OsString, OsString)>,
     /// MaxWallTime counts from the start of the attempt, Prologue included.
@@ -304,6 +316,9 @@ impl Attempt<'_> {
                 .run_program(name, program, args, None, &log, &log, wall)
                 .await
                 .map_err(|e| Ending::before_run(start_failure("prologue", name, &e)))?;
+            if let Some(reason) = self.over_quota(&exit) {
+                return Err(failed(None, format!("prologue `{name}`: {reason}")));
+            }
             if exit.cancelled {
                 return Err(Ending::cancelled(None, "while the Prologue ran"));
             }
@@ -363,7 +378,9 @@ impl Attempt<'_> {
             .await
             .map_err(|e| Ending::before_run(start_failure("Executable", name, &e)))?;
         let code = Some(exit.shell_code());
-        let ending = if exit.cancelled {
+        let ending = if let Some(reason) = self.over_quota(&exit) {
+            failed(code, reason)
+        } else if exit.cancelled {
             Ending::cancelled(code, "while the Executable ran")
         } else if exit.timed_out {
             failed(code, self.over_wall_time())
@@ -428,6 +445,10 @@ impl Attempt<'_> {
                 return ending;
             }
         };
+        if let Some(reason) = self.over_quota(&exit) {
+            self.fail(&mut ending, format!("epilogue `{name}`: {reason}"));
+            return ending;
+        }
         if exit.cancelled {
             return Ending::cancelled(ending.exit_code, "while the Epilogue ran");
         }
@@ -565,8 +586,31 @@ impl Attempt<'_> {
             stdin,
             stdout: stdout.to_path_buf(),
             stderr: stderr.to_path_buf(),
+            max_file_bytes: self.quota.as_ref().map(Quota::limit),
         };
-        process::run(&spec, wall_time, self.limits.kill_grace, &self.cancel).await
+        let Some(quota) = &self.quota else {
+            return process::run(&spec, wall_time, self.limits.kill_grace, &self.cancel).await;
+        };
+        // The quota stops the program through a token of its own, so that a
+        // program stopped for it is not taken for a cancelled attempt.
+        let stop = self.cancel.child_token();
+        let watch = quota.watch(stop.clone());
+        let exit = process::run(&spec, wall_time, self.limits.kill_grace, &stop).await;
+        stop.cancel();
+        let _ = watch.await;
+        // What it wrote since the last look counts too.
+        quota.check().await;
+        exit
+    }
+
+    /// Why the program's end is the quota's doing, if it is. A shell whose
+    /// child got SIGXFSZ exits with 128 + SIGXFSZ.
+    fn over_quota(&self, exit: &ProcessExit) -> Option<String> {
+        let xfsz = 128 + libc::SIGXFSZ;
+        let signal = exit
+            .signal
+            .or_else(|| (exit.code == Some(xfsz)).then_some(libc::SIGXFSZ));
+        self.quota.as_ref()?.reason(signal)
     }
 
     fn remaining(&self) -> Option<Duration> {

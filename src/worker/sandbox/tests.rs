@@ -20,6 +20,7 @@ impl Fx {
         let limits = AttemptLimits {
             max_output_bytes: 1 << 20,
             kill_grace: Duration::from_millis(300),
+            max_sandbox_bytes: None,
         };
         Fx {
             _tmp: tmp,
