@@ -20,6 +20,8 @@ pub mod fleet_sim;
 pub mod moto;
 #[cfg(feature = "aws")]
 pub mod sns;
+// promtool and cfn-lint, found or installed.
+pub mod tools;
 
 use serde_json::Value;
 use std::{
