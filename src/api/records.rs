@@ -1,0 +1,279 @@
+//! Declarative job records (`drover apply`, `get`, `delete`): a name bound to the
+//! hash of the manifest last applied and the job it became. The decision of what
+//! an apply does is `reconcilers::records::decide`; this carries it out.
+//!
+//! An apply comes in two calls. `POST /v1/records/{name}/plan` decides without
+//! doing anything, so a client uploads nothing for an unchanged manifest. Then
+//! the client allocates a job and uploads its input as for `drover submit`, and
+//! `PUT /v1/records/{name}` decides again on fresh data, submits the job, and
+//! writes the record conditionally on the version it read: if another apply got
+//! there first, the new job is cancelled and the caller told to apply again.
+
+use super::{jobs, wire::SubmitRequest, ApiError, Ctx};
+use axum::{
+    extract::{Path, State},
+    Json,
+};
+use reconcilers::{
+    model::{JobId, JobState},
+    records::{decide, next_record, ApplyDecision, JobRecord, ManifestHash, RecordName},
+};
+use serde::{Deserialize, Serialize};
+
+// ---- wire: shared with the client ----
+
+/// A record with the state of its current job, as `drover get` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecordView {
+    #[serde(flatten)]
+    pub record: JobRecord,
+    /// `None` when the job is gone (removed after it finished).
+    pub state: Option<JobState>,
+    pub exit_code: Option<i32>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PlanRequest {
+    pub hash: ManifestHash,
+    /// Cancel and resubmit a job still in flight whose manifest changed.
+    #[serde(default)]
+    pub replace: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ApplyRequest {
+    pub hash: ManifestHash,
+    #[serde(default)]
+    pub replace: bool,
+    /// A job allocated, its input uploaded, not yet submitted.
+    pub job: JobId,
+    /// Its JDL, as for `POST /v1/jobs/{id}/submit`.
+    pub jdl: String,
+}
+
+/// What an apply did (or, from `plan`, would do).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Unchanged,
+    Created,
+    NewGeneration,
+    Replaced,
+}
+
+impl Outcome {
+    fn of(decision: &ApplyDecision) -> Outcome {
+        match decision {
+            ApplyDecision::Unchanged => Outcome::Unchanged,
+            ApplyDecision::Create => Outcome::Created,
+            ApplyDecision::NewGeneration => Outcome::NewGeneration,
+            ApplyDecision::Replace { .. } => Outcome::Replaced,
+        }
+    }
+
+    pub fn submits(self) -> bool {
+        self != Outcome::Unchanged
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ApplyAnswer {
+    pub outcome: Outcome,
+    /// The record as it stands after the call (`None` from a plan of a new name).
+    pub record: Option<RecordView>,
+    /// The job in flight that a replace cancelled.
+    pub cancelled: Option<JobId>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DeleteAnswer {
+    pub record: JobRecord,
+    /// Its job, cancelled because it was still in flight.
+    pub cancelled: Option<JobId>,
+}
+
+// ---- handlers ----
+
+fn parse_name(raw: &str) -> Result<RecordName, ApiError> {
+    RecordName::parse(raw).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+/// `sha256:` and 64 lower-case hex digits, as the client computes it.
+fn check_hash(hash: &ManifestHash) -> Result<(), ApiError> {
+    let ok = hash.0.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "`{hash}` is not a manifest hash (sha256: and 64 hex digits)"
+        )))
+    }
+}
+
+async fn view(c: &Ctx, record: JobRecord) -> Result<RecordView, ApiError> {
+    let job = c.store.get_job(&record.job).await?;
+    Ok(RecordView {
+        state: job.as_ref().map(|j| j.state),
+        exit_code: job.and_then(|j| j.exit_code),
+        record,
+    })
+}
+
+async fn load(c: &Ctx, name: &RecordName) -> Result<Option<RecordView>, ApiError> {
+    match c.store.get_record(name).await? {
+        Some(r) => Ok(Some(view(c, r).await?)),
+        None => Ok(None),
+    }
+}
+
+fn decision(
+    current: Option<&RecordView>,
+    hash: &ManifestHash,
+    replace: bool,
+) -> Result<ApplyDecision, ApiError> {
+    decide(current.map(|v| (&v.record, v.state)), hash, replace)
+        .map_err(|refused| ApiError::conflict(refused.to_string()))
+}
+
+/// Cancels a job as `POST /v1/jobs/{id}/cancel` does (its worker is told).
+async fn cancel_job(c: &Ctx, job: &JobId) -> Result<(), ApiError> {
+    let Json(_cancelled) = jobs::cancel(State(c.clone()), Path(job.to_string())).await?;
+    Ok(())
+}
+
+fn not_found(name: &RecordName) -> ApiError {
+    ApiError::not_found(format!(
+        "no job record `{name}`: `drover get` lists them, `drover apply -f FILE` makes one"
+    ))
+}
+
+/// `GET /v1/records`: every record, by name, with its job's state.
+pub async fn list(State(c): State<Ctx>) -> Result<Json<Vec<RecordView>>, ApiError> {
+    let mut views = Vec::new();
+    for record in c.store.list_records().await? {
+        views.push(view(&c, record).await?);
+    }
+    Ok(Json(views))
+}
+
+/// `GET /v1/records/{name}`.
+pub async fn get(
+    State(c): State<Ctx>,
+    Path(name): Path<String>,
+) -> Result<Json<RecordView>, ApiError> {
+    let name = parse_name(&name)?;
+    load(&c, &name)
+        .await?
+        .map(Json)
+        .ok_or_else(|| not_found(&name))
+}
+
+/// `POST /v1/records/{name}/plan`: what an apply would do; 409 if it would be refused.
+pub async fn plan(
+    State(c): State<Ctx>,
+    Path(name): Path<String>,
+    Json(req): Json<PlanRequest>,
+) -> Result<Json<ApplyAnswer>, ApiError> {
+    let name = parse_name(&name)?;
+    check_hash(&req.hash)?;
+    let current = load(&c, &name).await?;
+    let decided = decision(current.as_ref(), &req.hash, req.replace)?;
+    let cancelled = match &decided {
+        ApplyDecision::Replace { cancel } => Some(cancel.clone()),
+        _ => None,
+    };
+    Ok(Json(ApplyAnswer {
+        outcome: Outcome::of(&decided),
+        record: current,
+        cancelled,
+    }))
+}
+
+/// `PUT /v1/records/{name}`: applies a manifest whose job is allocated and uploaded.
+pub async fn apply(
+    State(c): State<Ctx>,
+    Path(name): Path<String>,
+    Json(req): Json<ApplyRequest>,
+) -> Result<Json<ApplyAnswer>, ApiError> {
+    let name = parse_name(&name)?;
+    check_hash(&req.hash)?;
+    let current = load(&c, &name).await?;
+    let decided = decision(current.as_ref(), &req.hash, req.replace)?;
+    if !decided.submits() {
+        // The allocated job is never submitted; the garbage collector removes it.
+        return Ok(Json(ApplyAnswer {
+            outcome: Outcome::Unchanged,
+            record: current,
+            cancelled: None,
+        }));
+    }
+    // Submitted first: a record never names a job that is not queued.
+    let submit = SubmitRequest {
+        jdl: req.jdl.clone(),
+    };
+    let Json(_queued) =
+        jobs::submit(State(c.clone()), Path(req.job.to_string()), Json(submit)).await?;
+    let old = current.as_ref().map(|v| &v.record);
+    let next = next_record(&name, old, &req.hash, &req.job, c.now());
+    let written = match old {
+        None => c.store.create_record(&next).await?,
+        Some(_) => c.store.update_record(&next).await?,
+    };
+    if written == crate::store::RecordWrite::Refused {
+        cancel_job(&c, &req.job).await?;
+        return Err(ApiError::conflict(format!(
+            "job record `{name}` changed while this apply ran (another apply at the same time?); \
+             job {} was cancelled: run `drover apply` again",
+            req.job
+        )));
+    }
+    let cancelled = match &decided {
+        ApplyDecision::Replace { cancel } => {
+            cancel_job(&c, cancel).await?;
+            Some(cancel.clone())
+        }
+        _ => None,
+    };
+    tracing::info!(record = %name, job = %req.job, outcome = decided.as_str(), "applied");
+    let record = c
+        .store
+        .get_record(&name)
+        .await?
+        .ok_or_else(|| not_found(&name))?;
+    Ok(Json(ApplyAnswer {
+        outcome: Outcome::of(&decided),
+        record: Some(view(&c, record).await?),
+        cancelled,
+    }))
+}
+
+/// `DELETE /v1/records/{name}`: removes the record and cancels its job if it is
+/// still in flight. The jobs themselves stay, as history.
+pub async fn delete(
+    State(c): State<Ctx>,
+    Path(name): Path<String>,
+) -> Result<Json<DeleteAnswer>, ApiError> {
+    let name = parse_name(&name)?;
+    let current = load(&c, &name).await?.ok_or_else(|| not_found(&name))?;
+    let in_flight = current.state.is_some_and(|s| !s.is_terminal());
+    let written = c.store.delete_record(&name, current.record.version).await?;
+    if written == crate::store::RecordWrite::Refused {
+        return Err(ApiError::conflict(format!(
+            "job record `{name}` changed while it was being deleted (an apply at the same time?): \
+             look at it with `drover get {name}` and delete again"
+        )));
+    }
+    let cancelled = if in_flight {
+        let job = current.record.job.clone();
+        cancel_job(&c, &job).await?;
+        Some(job)
+    } else {
+        None
+    };
+    Ok(Json(DeleteAnswer {
+        record: current.record,
+        cancelled,
+    }))
+}
