@@ -2,7 +2,11 @@
 //! unpacks, and the output archive the worker packs and `drover fetch` unpacks.
 //! Writing is plain; reading is defensive, because an archive comes from outside.
 
+#[path = "archive_guard.rs"]
+mod guard;
+
 use flate2::{write::GzEncoder, Compression};
+use guard::{GuardError, TarGuard};
 use std::{
     collections::HashSet,
     ffi::OsString,
@@ -114,6 +118,8 @@ pub enum ArchiveError {
     LinkWithoutTarget { entry: String },
     #[error("archive entry `{entry}` goes through the link `{link}`")]
     ThroughLink { entry: String, link: String },
+    #[error("{0}")]
+    Refused(GuardError),
     #[error("archive entry `{entry}` conflicts with the existing folder `{path}`")]
     Conflict { entry: String, path: String },
     #[error("{}", io_message(action, path, source))]
@@ -126,6 +132,18 @@ pub enum ArchiveError {
 }
 
 impl ArchiveError {
+    /// A read error, or the guard's refusal said as what it is.
+    fn read(e: io::Error) -> ArchiveError {
+        match GuardError::of(&e) {
+            Some(GuardError::TooLarge { limit }) => ArchiveError::TooLarge { limit: *limit },
+            Some(GuardError::TooManyEntries { limit }) => {
+                ArchiveError::TooManyEntries { limit: *limit }
+            }
+            Some(other) => ArchiveError::Refused(other.clone()),
+            None => ArchiveError::Read(e),
+        }
+    }
+
     fn io<'p>(action: &'static str, path: &'p Path) -> impl FnOnce(io::Error) -> ArchiveError + 'p {
         move |source| ArchiveError::Io {
             action,
@@ -163,7 +181,8 @@ pub fn unpack_tar_gz_file(
 /// Refused: absolute names, `..`, device files and fifos, hard links to anything but
 /// a file unpacked before, symbolic links that end up outside `dest` (checked on the
 /// finished tree, since two links that are harmless alone can climb out together),
-/// and any entry whose path goes through a link. Symbolic links are created last, so
+/// and any entry whose path goes through a link. Bombs are stopped in the stream
+/// (see `guard`), before the tar reader buffers or decompresses them. Symbolic links are created last, so
 /// no file is ever written through one. Modes are kept without setuid/setgid.
 pub fn unpack_tar_gz(
     reader: impl io::Read,
@@ -171,7 +190,12 @@ pub fn unpack_tar_gz(
     limits: &UnpackLimits,
 ) -> Result<UnpackStats, ArchiveError> {
     std::fs::create_dir_all(dest).map_err(ArchiveError::io("creating", dest))?;
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(reader));
+    let guarded = TarGuard::new(
+        flate2::read::GzDecoder::new(reader),
+        limits.max_bytes,
+        limits.max_entries,
+    );
+    let mut archive = tar::Archive::new(guarded);
     let mut unpacker = Unpacker {
         dest,
         limits,
@@ -180,8 +204,8 @@ pub fn unpack_tar_gz(
         links: Vec::new(),
         dirs: Vec::new(),
     };
-    for entry in archive.entries().map_err(ArchiveError::Read)? {
-        let mut entry = entry.map_err(ArchiveError::Read)?;
+    for entry in archive.entries().map_err(ArchiveError::read)? {
+        let mut entry = entry.map_err(ArchiveError::read)?;
         unpacker.entry(&mut entry)?;
     }
     unpacker.finish()
@@ -212,7 +236,7 @@ impl Unpacker<'_> {
                 limit: self.limits.max_entries,
             });
         }
-        let raw = entry.path().map_err(ArchiveError::Read)?.into_owned();
+        let raw = entry.path().map_err(ArchiveError::read)?.into_owned();
         let name = raw.display().to_string();
         let rel = relative_inside(&raw, &name)?;
         let mode = entry.header().mode().unwrap_or(0o644) & 0o777;
@@ -286,7 +310,7 @@ impl Unpacker<'_> {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(ArchiveError::Read(e)),
+                Err(e) => return Err(ArchiveError::read(e)),
             };
             self.stats.bytes += n as u64;
             if self.stats.bytes > self.limits.max_bytes {
@@ -420,7 +444,7 @@ fn link_target<R: io::Read>(
     entry: &tar::Entry<'_, R>,
     name: &str,
 ) -> Result<PathBuf, ArchiveError> {
-    match entry.link_name().map_err(ArchiveError::Read)? {
+    match entry.link_name().map_err(ArchiveError::read)? {
         Some(target) if !target.as_os_str().is_empty() => Ok(target.into_owned()),
         _ => Err(ArchiveError::LinkWithoutTarget {
             entry: name.to_string(),

@@ -332,3 +332,124 @@ fn a_missing_archive_file_names_its_path() {
         "{err}"
     );
 }
+
+/// A raw header block of `kind` claiming `size` bytes of data, followed by
+/// `data` (padded to the block size): what a hostile writer puts in the stream.
+fn raw_entry(name: &str, kind: u8, size: u64, data: &[u8]) -> Vec<u8> {
+    let mut header = tar::Header::new_gnu();
+    header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+    header.set_mode(0o644);
+    header.set_size(size);
+    header.set_entry_type(EntryType::new(kind));
+    header.set_cksum();
+    let mut out = header.as_bytes().to_vec();
+    out.extend_from_slice(data);
+    out.resize(out.len().div_ceil(512) * 512, 0);
+    out
+}
+
+fn gzip(raw: &[u8]) -> Vec<u8> {
+    let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
+    gz.write_all(raw).expect("gzip");
+    gz.finish().expect("gzip")
+}
+
+/// A stream that claims a huge entry: the header, then as many zeros as the
+/// gzip stream is asked for (never materialised: the guard must stop first).
+fn claims(kind: u8, size: u64) -> Vec<u8> {
+    let mut raw = raw_entry("x", kind, size, &[]);
+    raw.extend(std::iter::repeat_n(0u8, 64 * 1024));
+    gzip(&raw)
+}
+
+#[test]
+fn a_long_name_claiming_gigabytes_is_refused_before_it_is_read_into_memory() {
+    for kind in [b'L', b'K', b'x', b'g'] {
+        let fx = Fixture::new();
+        let err = fx
+            .unpack(&claims(kind, 8 << 30), &UnpackLimits::default())
+            .expect_err("refused");
+        assert!(
+            matches!(err, ArchiveError::Refused(GuardError::MetadataTooLarge { size }) if size == 8 << 30),
+            "{}: {err}",
+            kind as char
+        );
+        fx.assert_nothing_outside();
+    }
+}
+
+#[test]
+fn an_entry_nobody_unpacks_cannot_make_the_reader_decompress_a_bomb() {
+    // A folder claiming 100 GB of data: the tar reader would read through it all.
+    let fx = Fixture::new();
+    let err = fx
+        .unpack(&claims(b'5', 100 << 30), &UnpackLimits::default())
+        .expect_err("refused");
+    assert_eq!(
+        err.to_string(),
+        format!("archive unpacks to more than {} bytes", 4u64 << 30)
+    );
+}
+
+#[test]
+fn endless_metadata_headers_hit_the_entry_limit() {
+    let limits = UnpackLimits {
+        max_entries: 5,
+        ..UnpackLimits::default()
+    };
+    let mut raw = Vec::new();
+    for _ in 0..100 {
+        raw.extend(raw_entry("g", b'g', 12, b"10 a=bcdef\n\0"));
+    }
+    let fx = Fixture::new();
+    let err = fx.unpack(&gzip(&raw), &limits).expect_err("refused");
+    assert_eq!(err.to_string(), "archive holds more than 5 entries");
+}
+
+#[test]
+fn a_gnu_sparse_file_is_refused() {
+    let fx = Fixture::new();
+    let err = fx
+        .unpack(
+            &gzip(&raw_entry("s", b'S', 3, b"abc")),
+            &UnpackLimits::default(),
+        )
+        .expect_err("refused");
+    assert!(err.to_string().contains("sparse"), "{err}");
+}
+
+#[test]
+fn a_pax_size_record_is_followed_like_the_tar_reader_follows_it() {
+    // The file's header says 0 bytes, its PAX header says 5: the tar reader reads
+    // 5, and so must the guard, or it would take the data for the next header.
+    let record = b"9 size=5\n";
+    let mut raw = raw_entry("pax", b'x', record.len() as u64, record);
+    raw.extend(raw_entry("five", b'0', 0, b"hello"));
+    raw.extend(raw_entry("after", b'0', 2, b"ok"));
+    raw.extend([0u8; 1024]);
+    let fx = Fixture::new();
+    let stats = fx
+        .unpack(&gzip(&raw), &UnpackLimits::default())
+        .expect("unpacks");
+    assert_eq!(stats.entries, 2);
+    assert_eq!(
+        std::fs::read(fx.dest().join("five")).expect("five"),
+        b"hello"
+    );
+    assert_eq!(
+        std::fs::read(fx.dest().join("after")).expect("after"),
+        b"ok"
+    );
+}
+
+#[test]
+fn long_names_written_by_the_tar_crate_still_unpack() {
+    let long = format!("{}/{}.txt", "d".repeat(120), "f".repeat(120));
+    let mut w = ArchiveWriter::new(Vec::new());
+    w.add_bytes(&long, b"deep", 0o644).expect("add");
+    let archive = w.finish().expect("finish");
+    let fx = Fixture::new();
+    fx.unpack(&archive, &UnpackLimits::default())
+        .expect("unpacks");
+    assert_eq!(std::fs::read(fx.dest().join(&long)).expect("read"), b"deep");
+}
