@@ -1,11 +1,16 @@
 //! A controller killed with SIGKILL while jobs run, restarted on the same data
 //! folder: every job still finishes, and no worker of the cluster outlives the
 //! controller that is stopped at the end.
+//!
+//! Fault 3 of the reliability campaign (docs/reliability.md): each test prints
+//! a `FIGURES` line (jobs, lost, duplicated, leaked, the outage and the time
+//! to finish every job after the restart); run with `--nocapture` to read it.
 
 mod common;
 
 use common::{read, wait_for, Controller, TestDir};
-use std::time::Duration;
+use serde_json::Value;
+use std::time::{Duration, Instant};
 
 /// Each attempt writes its number and runs for two seconds.
 const TWO_SECONDS: &str = r#"[
@@ -36,8 +41,43 @@ fn start_running_jobs(ctl: &Controller, dir: &TestDir, n: usize) -> Vec<String> 
     ids
 }
 
-/// Stops the controller with SIGTERM and checks that it took its workers along.
-fn stop_and_check_no_worker_is_left(mut ctl: Controller) {
+/// Jobs that did not succeed, and jobs with more than one succeeded attempt.
+fn lost_and_duplicated(jobs: &[Value]) -> (usize, usize) {
+    let lost = jobs.iter().filter(|j| j["state"] != "succeeded").count();
+    let duplicated = jobs
+        .iter()
+        .filter(|j| {
+            let attempts = j["attempts"].as_array().cloned().unwrap_or_default();
+            attempts
+                .iter()
+                .filter(|a| a["outcome"] == "succeeded")
+                .count()
+                > 1
+        })
+        .count();
+    (lost, duplicated)
+}
+
+/// The figures of one run, on one line the campaign's table is filled from.
+fn print_figures(name: &str, jobs: &[Value], leaked: usize, down: Duration, finished: Duration) {
+    let (lost, duplicated) = lost_and_duplicated(jobs);
+    let attempts: usize = jobs
+        .iter()
+        .map(|j| j["attempts"].as_array().map_or(0, Vec::len))
+        .sum();
+    println!(
+        "FIGURES fault=controller_killed test={name} jobs={} attempts={attempts} lost={lost} \
+         duplicated={duplicated} leaked_workers={leaked} kills=1 outage_ms={} \
+         restart_to_all_finished_ms={}",
+        jobs.len(),
+        down.as_millis(),
+        finished.as_millis()
+    );
+}
+
+/// Stops the controller with SIGTERM and checks that it took its workers along;
+/// returns how many workers were left (0).
+fn stop_and_check_no_worker_is_left(mut ctl: Controller) -> usize {
     let status = ctl.stop(Duration::from_secs(20)).expect("it was running");
     assert!(
         status.success(),
@@ -54,6 +94,7 @@ fn stop_and_check_no_worker_is_left(mut ctl: Controller) {
         },
     );
     assert!(left.is_empty());
+    left.len()
 }
 
 #[test]
@@ -66,11 +107,17 @@ fn jobs_running_when_the_controller_is_killed_finish_once_after_it_restarts_on_a
     assert!(!old_workers.is_empty());
 
     first.kill9();
+    let killed = Instant::now();
     let second = Controller::start_with(&dir, "data", &["--slots-per-worker", "2"]);
+    let down = killed.elapsed();
     assert_ne!(second.url, old_url, "a new port");
 
-    for id in &ids {
-        let job = second.wait_done(id, Duration::from_secs(30));
+    let done: Vec<Value> = ids
+        .iter()
+        .map(|id| second.wait_done(id, Duration::from_secs(30)))
+        .collect();
+    let finished = killed.elapsed() - down;
+    for (id, job) in ids.iter().zip(done) {
         assert_eq!(job["state"], "succeeded", "{job:#}");
         let attempts = job["attempts"].as_array().cloned().unwrap_or_default();
         // The old workers read the new address from the data folder and report
@@ -92,7 +139,9 @@ fn jobs_running_when_the_controller_is_killed_finish_once_after_it_restarts_on_a
             "attempt 1\n"
         );
     }
-    stop_and_check_no_worker_is_left(second);
+    let jobs: Vec<Value> = ids.iter().map(|id| second.job(id)).collect();
+    let leaked = stop_and_check_no_worker_is_left(second);
+    print_figures("new_port", &jobs, leaked, down, finished);
 }
 
 #[test]
@@ -109,15 +158,21 @@ fn a_controller_restarted_on_the_same_address_adopts_its_workers_and_their_jobs(
     let old_workers = first.workers();
 
     first.kill9();
+    let killed = Instant::now();
     let second = Controller::start_with(
         &dir,
         "data",
         &["--listen", &listen, "--slots-per-worker", "2"],
     );
+    let down = killed.elapsed();
     assert_eq!(second.url, format!("http://{listen}"));
 
-    for id in &ids {
-        let job = second.wait_done(id, Duration::from_secs(30));
+    let done: Vec<Value> = ids
+        .iter()
+        .map(|id| second.wait_done(id, Duration::from_secs(30)))
+        .collect();
+    let finished = killed.elapsed() - down;
+    for job in done {
         assert_eq!(job["state"], "succeeded", "{job:#}");
         let attempts = job["attempts"].as_array().expect("attempts");
         assert_eq!(
@@ -137,7 +192,9 @@ fn a_controller_restarted_on_the_same_address_adopts_its_workers_and_their_jobs(
         old_workers.iter().all(|w| adopted.contains(w)),
         "the running workers were kept: before {old_workers:?}, after {adopted:?}"
     );
-    stop_and_check_no_worker_is_left(second);
+    let jobs: Vec<Value> = ids.iter().map(|id| second.job(id)).collect();
+    let leaked = stop_and_check_no_worker_is_left(second);
+    print_figures("same_address", &jobs, leaked, down, finished);
 }
 
 #[test]
