@@ -114,7 +114,8 @@ mod call_metrics {
                 .unwrap_or_default();
             let (service, operation) = cfg
                 .load::<Metadata>()
-                .map(|m| (m.service().to_string(), m.name().to_string()))
+                // "DynamoDB" -> "dynamodb": label values as Prometheus writes them.
+                .map(|m| (m.service().to_ascii_lowercase(), m.name().to_string()))
                 .unwrap_or_else(|| ("unknown".into(), "unknown".into()));
             crate::metrics::aws_call(&service, &operation, outcome, took);
             Ok(())

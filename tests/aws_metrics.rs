@@ -1,0 +1,112 @@
+//! The AWS calls on `/metrics`: every request the controller sends through the
+//! SDK is counted once per attempt by service, operation and outcome, in one
+//! place (the SDK interceptor of `src/aws.rs`), and a throttled answer is told
+//! apart from other errors.
+
+#![cfg(feature = "aws")]
+
+mod common;
+
+use common::{
+    aws::{self, metrics_text, Settings},
+    fault_proxy::{FaultProxy, Match},
+    moto::Moto,
+    wait_for, TestDir,
+};
+use std::time::Duration;
+
+/// The sum of the samples of `name` that carry every label of `labels`.
+fn sum(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(name)?.strip_prefix('{'))
+        .filter(|l| labels.iter().all(|want| l.contains(want)))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn aws_calls_are_counted_by_service_operation_and_outcome_and_throttling_is_its_own_outcome() {
+    let moto = Moto::start();
+    let proxy = FaultProxy::start(&moto.url);
+    let dir = TestDir::new();
+    let mut s = Settings::new("metered", &moto);
+    // The controller's clients go through the proxy; no instance is needed.
+    s.endpoint_url = proxy.url.clone();
+    s.max_workers = 0;
+    let config = s.write(&dir);
+    aws::init(&dir, &moto, &config);
+    let ctl = aws::start_controller(&dir, &config, &moto);
+
+    // The loops read DynamoDB and list EC2 instances on every tick.
+    wait_for(
+        Duration::from_secs(20),
+        "successful DynamoDB and EC2 calls on /metrics",
+        || {
+            let m = metrics_text(&ctl);
+            let scans = sum(
+                &m,
+                "drover_aws_calls_total",
+                &["service=\"dynamodb\"", "outcome=\"ok\""],
+            );
+            let lists = sum(
+                &m,
+                "drover_aws_calls_total",
+                &[
+                    "service=\"ec2\"",
+                    "operation=\"DescribeInstances\"",
+                    "outcome=\"ok\"",
+                ],
+            );
+            (scans > 0.0 && lists > 0.0).then_some(())
+        },
+    );
+    let m = metrics_text(&ctl);
+    assert!(
+        sum(
+            &m,
+            "drover_aws_call_duration_seconds_count",
+            &["service=\"dynamodb\""]
+        ) > 0.0,
+        "{m}"
+    );
+    assert_eq!(
+        sum(&m, "drover_aws_calls_total", &["outcome=\"throttled\""]),
+        0.0,
+        "nothing was throttled yet: {m}"
+    );
+
+    // Throttling, in each service's own wire format: exactly the refused
+    // requests are counted as throttled, each under its service.
+    for (what, service, n) in [
+        (Match::AnyDynamoDb, "dynamodb", 3),
+        (Match::AnyEc2, "ec2", 2),
+    ] {
+        proxy.refuse_next(n, what.clone());
+        wait_for(
+            Duration::from_secs(20),
+            &format!("the proxy to refuse {n} {service} requests"),
+            || (proxy.count(&what).1 >= n).then_some(()),
+        );
+        let counted = wait_for(
+            Duration::from_secs(10),
+            &format!("{n} throttled {service} calls on /metrics"),
+            || {
+                let m = metrics_text(&ctl);
+                let t = sum(
+                    &m,
+                    "drover_aws_calls_total",
+                    &[&format!("service=\"{service}\""), "outcome=\"throttled\""],
+                );
+                (t >= n as f64).then_some(t)
+            },
+        );
+        assert_eq!(counted, n as f64, "throttled {service} calls");
+    }
+    // The retries after the refusals went through: the loops still succeed.
+    let m = metrics_text(&ctl);
+    assert_eq!(
+        sum(&m, "drover_aws_calls_total", &["outcome=\"error\""]),
+        0.0,
+        "a throttled call was counted as a plain error: {m}"
+    );
+}
