@@ -14,11 +14,11 @@ pub async fn tick(c: &Controller) -> anyhow::Result<()> {
     // between is then known to the store, never mistaken for a leak.
     let observed = c.fleet.list().await?;
     let instances = c.store.list_instances().await?;
+    crate::metrics::instances_observed(&instances, c.now());
     let workers = c.workers().await?;
     let jobs = c.store.active_jobs().await?;
     let settings = c
         .store
-    crate::metrics::instances_observed(&instances, c.now());
         .fleet_settings()
         .await?
         .unwrap_or_else(|| c.config.fleet.clone());
