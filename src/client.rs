@@ -154,12 +154,47 @@ impl Client {
         self.send(req).await.map(|_| ())
     }
 
+    /// PUTs a body of known length to a presigned URL (bulk submission).
+    pub async fn upload_presigned_body(
+        &self,
+        url: &str,
+        body: Body,
+        len: u64,
+    ) -> Result<(), ClientError> {
+        let req = self
+            .http
+            .put(url)
+            .header(reqwest::header::CONTENT_LENGTH, len)
+            .body(body);
+        self.send(req).await.map(|_| ())
+    }
+
     pub async fn submit(&self, id: &JobId, jdl: String) -> Result<Job, ClientError> {
         let req = self
             .http
             .post(self.url(&format!("/v1/jobs/{id}/submit")))
             .json(&SubmitRequest { jdl });
         self.json(req).await
+    }
+
+    /// `count` new job ids in one request (bulk submission).
+    pub async fn allocate_batch(&self, count: usize) -> Result<Vec<JobId>, ClientError> {
+        let req = self
+            .http
+            .post(self.url("/v1/batches"))
+            .json(&BatchAllocate { count });
+        let a: BatchAllocated = self.json(req).await?;
+        Ok(a.ids)
+    }
+
+    /// Queues every job of the batch (inputs uploaded), or none.
+    pub async fn submit_batch(&self, jobs: Vec<BatchEntry>) -> Result<Vec<JobId>, ClientError> {
+        let req = self
+            .http
+            .post(self.url("/v1/batches/submit"))
+            .json(&BatchSubmit { jobs });
+        let s: BatchSubmitted = self.json(req).await?;
+        Ok(s.submitted)
     }
 
     pub async fn job(&self, id: &JobId) -> Result<Job, ClientError> {

@@ -13,11 +13,14 @@ mod moto;
 // The behaviours, each an `async fn(Fixture)`, instantiated below for both stores.
 #[path = "store_conformance/jobs.rs"]
 mod jobs;
+#[path = "store_conformance/lease.rs"]
+mod lease;
 #[path = "store_conformance/workers.rs"]
 mod workers;
 use jobs::*;
 use workers::*;
 
+use lease::*;
 use aws_sdk_dynamodb::types::AttributeValue;
 use drover::store::{
     dynamodb::DynamoStore, sqlite::SqliteStore, Heartbeat, JobFilter, Store, StoreError,
@@ -138,6 +141,11 @@ on_both_stores!(
 );
 
 // ---------------------------------------------------------------------------
+    a_free_lease_is_taken_renewed_and_refused_to_others_until_it_expires,
+    of_controllers_racing_for_a_free_lease_exactly_one_wins,
+    a_released_lease_is_taken_at_once_and_a_stale_release_changes_nothing,
+    a_deposed_leaders_fenced_writes_are_refused_and_change_nothing,
+    announced_controllers_are_listed_until_they_expire,
 // Data
 // ---------------------------------------------------------------------------
 

@@ -31,7 +31,10 @@ fn a_count_makes_that_many_jobs_with_param_replaced_everywhere() {
         assert_eq!(j.job_type, JobType::Normal);
         assert_eq!(j.arguments.as_deref(), Some(format!("--seed {i}").as_str()));
         assert_eq!(j.input_sandbox, vec![format!("in_{i}.txt")]);
-        assert_eq!(j.std_output.as_deref(), Some(format!("out{i}.txt").as_str()));
+        assert_eq!(
+            j.std_output.as_deref(),
+            Some(format!("out{i}.txt").as_str())
+        );
         assert_eq!(j.std_error.as_deref(), Some(format!("err{i}.txt").as_str()));
         assert_eq!(
             j.output_sandbox,

@@ -53,7 +53,7 @@ impl From<StoreError> for ApiError {
         let status = match e {
             StoreError::NotFound(_) => StatusCode::NOT_FOUND,
             StoreError::Conflict { .. } | StoreError::AlreadyExists(_) => StatusCode::CONFLICT,
-            StoreError::Backend(_) => StatusCode::SERVICE_UNAVAILABLE,
+            StoreError::Backend(_) | StoreError::Fenced { .. } => StatusCode::SERVICE_UNAVAILABLE,
         };
         ApiError::new(status, e.to_string())
     }

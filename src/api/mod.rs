@@ -4,6 +4,7 @@
 //!
 //! The request and response bodies are in `wire`, shared with the clients.
 
+mod batch;
 mod error;
 mod jobs;
 pub mod wire;
@@ -35,6 +36,8 @@ pub fn router(c: Ctx) -> Router {
             put(jobs::upload_input).get(workers::download_input),
         )
         .route("/v1/jobs/{id}/submit", post(jobs::submit))
+        .route("/v1/batches", post(batch::allocate))
+        .route("/v1/batches/submit", post(batch::submit))
         .route("/v1/jobs/{id}/input-url", post(jobs::input_url))
         .route("/v1/jobs/{id}/wait", get(jobs::wait))
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel))

@@ -45,6 +45,10 @@ pub struct Registered {
 pub struct PingReply {
     pub lost: bool,
     pub stop: Vec<HeldJob>,
+    /// Every controller of the cluster (they share one store): where the worker
+    /// goes when the one it talks to cannot be reached.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub controllers: Vec<String>,
 }
 
 /// One attempt for a worker to run.
@@ -52,4 +56,33 @@ pub struct PingReply {
 pub struct Assignment {
     pub job: JobId,
     pub attempt: u32,
+}
+
+/// `POST /v1/batches`: how many job ids to allocate at once.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BatchAllocate {
+    pub count: usize,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BatchAllocated {
+    pub ids: Vec<JobId>,
+}
+
+/// One job of a batch: its id (allocated, input uploaded) and its plain JDL.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BatchEntry {
+    pub id: JobId,
+    pub jdl: String,
+}
+
+/// `POST /v1/batches/submit`: every job is queued, or none.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BatchSubmit {
+    pub jobs: Vec<BatchEntry>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BatchSubmitted {
+    pub submitted: Vec<JobId>,
 }

@@ -72,7 +72,9 @@ pub async fn message(State(c): State<Ctx>, body: Bytes) -> Result<Response, ApiE
     crate::metrics::message_received("http", &msg);
     match msg {
         Message::Ping { worker, held, .. } => {
-            Ok(Json(ping(&c, &worker, held).await?).into_response())
+            let mut reply = ping(&c, &worker, held).await?;
+            reply.controllers = c.leadership.controllers();
+            Ok(Json(reply).into_response())
         }
         Message::Started {
             worker,
@@ -169,7 +171,11 @@ async fn ping(c: &Ctx, worker: &WorkerId, held: Vec<HeldJob>) -> Result<PingRepl
         })
         .collect();
     let stop = held.into_iter().filter(|h| !current.contains(h)).collect();
-    Ok(PingReply { lost: false, stop })
+    Ok(PingReply {
+        lost: false,
+        stop,
+        ..PingReply::default()
+    })
 }
 
 #[derive(Deserialize)]
@@ -188,6 +194,7 @@ pub async fn assignments(
     let worker = WorkerId::new(id);
     let w = known_worker(&c, &worker).await?;
     if w.state == WorkerState::Lost {
+            ..PingReply::default()
         return Err(ApiError::conflict(format!(
             "worker {worker} was declared lost: register again"
         )));

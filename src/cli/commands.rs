@@ -26,9 +26,14 @@ pub async fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Worker(args) => worker(args).await,
         Command::Submit { file, job, addr } => {
             let client = Client::new(&addr.controller);
-            let job =
-                frontend::submit(&client, &job_source(file, job), &PackLimits::default()).await?;
-            println!("{}", job.id);
+            // A parametric JDL makes many jobs: one id a line, printed batch by batch.
+            let source = job_source(file, job);
+            frontend::bulk::submit_source(&client, &source, &PackLimits::default(), |ids| {
+                for id in ids {
+                    println!("{id}");
+                }
+            })
+            .await?;
             Ok(0)
         }
         Command::Status { id, json, addr } => {

@@ -63,6 +63,19 @@ pub struct ConfigFile {
     pub fleet: FleetFile,
     #[serde(default)]
     pub limits: LimitsFile,
+    #[serde(default)]
+    pub leader: LeaderFile,
+}
+
+/// `[leader]`: the lease that decides which of the controllers sharing a store
+/// runs the reconcilers (docs/leader.md).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaderFile {
+    /// How long the lease lasts unless renewed (default 10s): the longest a
+    /// dead leader's work waits for another controller to take over.
+    #[serde(default, deserialize_with = "duration_serde::option")]
+    pub lease: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -165,6 +178,8 @@ impl Default for ControllerConfig {
             cluster: "drover".to_string(),
             public_url: None,
             state: None,
+    /// The leader lease's duration; the leader renews it every third of it.
+    pub leader_lease: Duration,
             blobs: None,
             hints: HintsUrl::None,
             fleet_provider: FleetProvider::Local,
@@ -204,6 +219,7 @@ impl ControllerConfig {
             c.state = StateUrl::parse(&s).map_err(|e| problems.push(e)).ok();
         }
         if let Some(s) = file.blobs {
+            leader_lease: Duration::from_secs(10),
             c.blobs = BlobsUrl::parse(&s).map_err(|e| problems.push(e)).ok();
         }
         if let Some(s) = file.hints {
@@ -278,6 +294,9 @@ impl ControllerConfig {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !cluster_ok {
             problems.push(format!(
+        if let Some(v) = file.leader.lease {
+            c.leader_lease = v;
+        }
                 "cluster `{}` must be letters, digits, - or _",
                 self.cluster
             ));
@@ -328,6 +347,12 @@ fn report(problems: Vec<String>) -> anyhow::Result<()> {
     if problems.is_empty() {
         Ok(())
     } else {
+        if self.leader_lease < Duration::from_millis(500) {
+            problems.push(format!(
+                "leader.lease ({}) must be at least 500ms: the leader renews it every third of it",
+                humantime::format_duration(self.leader_lease)
+            ));
+        }
         Err(anyhow::anyhow!(
             "invalid configuration:\n  {}",
             problems.join("\n  ")

@@ -250,6 +250,20 @@ pub fn cluster_tag(data_dir: &Path) -> String {
 mod tests {
     use super::*;
 
+/// The tag of a configuration's local cluster: its data folder's, unless its
+/// state is a SQLite file named in the configuration. Then it is that file's:
+/// the controllers sharing the file are one cluster (each with its own data
+/// folder), and each one sees, adopts or stops the workers any of them started.
+pub fn cluster_tag_of(config: &crate::config::ControllerConfig) -> String {
+    match &config.state {
+        Some(crate::config::StateUrl::Sqlite(file)) => {
+            let abs = std::fs::canonicalize(file).unwrap_or_else(|_| file.clone());
+            format!("local:{}", abs.display())
+        }
+        _ => cluster_tag(&config.data_dir),
+    }
+}
+
     #[test]
     fn worker_command_lines_are_recognised_by_cluster() {
         let raw = b"/x/drover\0worker\0--controller\0http://a\0--instance-id\0w-1\0--cluster\0local:/d\0--launched-at\x0042\0";

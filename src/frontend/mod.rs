@@ -2,6 +2,7 @@
 //! flags), asks the controller for a job id, uploads the input archive and
 //! submits; the read commands show jobs, wait for them and fetch their output.
 
+pub mod bulk;
 pub mod generate;
 pub mod pack;
 mod show;

@@ -9,10 +9,12 @@
 
 mod error;
 mod inputs;
+mod parametric;
 #[cfg(test)]
 mod tests;
 
 pub use error::PackError;
+pub use parametric::plan_parametric_file;
 
 use crate::archive::ArchiveWriter;
 use inputs::{Ctx, Item, ItemKind, NodeKind};

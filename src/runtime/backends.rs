@@ -84,7 +84,7 @@ pub async fn open_fleet(
                 .context("finding the drover binary to start workers from")?,
             controller_url: address.url.clone(),
             controller_file: address.file.clone(),
-            cluster: crate::fleet::local::cluster_tag(&config.data_dir),
+            cluster: crate::fleet::local::cluster_tag_of(config),
             workers_dir: std::path::absolute(config.workers_dir())?,
             slots: config.fleet.slots_per_worker,
             ping_interval: config.ping_interval,

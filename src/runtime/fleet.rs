@@ -3,13 +3,17 @@
 
 use super::Controller;
 use crate::metrics::METRICS;
+use crate::store::Store;
 use reconcilers::{
     fleet::{reconcile, FleetAction, FleetSnapshot, FleetTimeouts},
     model::{Instance, InstanceId, InstanceState, LaunchKey, TerminateReason, WorkerState},
 };
 use std::collections::HashMap;
+use std::sync::Arc;
 
-pub async fn tick(c: &Controller) -> anyhow::Result<()> {
+/// `store` is the leader's fenced view: every write below carries its token.
+pub async fn tick(c: &Controller, store: Arc<dyn Store>) -> anyhow::Result<()> {
+    let store = store.as_ref();
     // The provider is listed before the store is read: an instance launched in
     // between is then known to the store, never mistaken for a leak.
     let observed = c.fleet.list().await?;
@@ -43,7 +47,8 @@ pub async fn tick(c: &Controller) -> anyhow::Result<()> {
         match action {
             FleetAction::Launch { count } => {
                 // Together, so that the fleet can batch them (EC2 does).
-                let launched = futures::future::join_all((0..count).map(|_| launch_one(c))).await;
+                let launched =
+                    futures::future::join_all((0..count).map(|_| launch_one(c, store))).await;
                 for result in launched {
                     result?;
                 }
@@ -53,7 +58,7 @@ pub async fn tick(c: &Controller) -> anyhow::Result<()> {
                     Some(rec) => (*rec).clone(),
                     None => orphan_record(&instance, &observed),
                 };
-                terminate(c, record, reason, known.contains_key(&instance)).await?;
+                terminate(c, store, record, reason, known.contains_key(&instance)).await?;
             }
             FleetAction::Forget { instance } => {
                 tracing::info!(%instance, "instance is gone; forgetting it");
@@ -61,7 +66,7 @@ pub async fn tick(c: &Controller) -> anyhow::Result<()> {
                     // Gone is gone, but the provider may have leftovers to sweep.
                     c.fleet.terminate(record).await?;
                 }
-                c.store.delete_instance(&instance).await?;
+                store.delete_instance(&instance).await?;
                 let terminated_by_us = known
                     .get(&instance)
                     .is_some_and(|r| r.state == InstanceState::Terminating);
@@ -74,7 +79,7 @@ pub async fn tick(c: &Controller) -> anyhow::Result<()> {
                         tracing::warn!(worker = %w.id, "worker's instance is gone: its jobs are requeued");
                         METRICS.lost_workers.inc();
                     }
-                    c.store.delete_worker(&w.id).await?;
+                    store.delete_worker(&w.id).await?;
                     c.heartbeats.forget(&w.id);
                     c.wake.forget_worker(&w.id);
                 }
@@ -102,7 +107,7 @@ fn orphan_record(id: &InstanceId, observed: &[reconcilers::model::ObservedInstan
 /// Records the launch, then launches: a crash in between leaves a record that the
 /// next controller adopts (or forgets after the launch grace), never an unknown
 /// instance.
-async fn launch_one(c: &Controller) -> anyhow::Result<()> {
+async fn launch_one(c: &Controller, store: &dyn Store) -> anyhow::Result<()> {
     let id = crate::ids::new_instance_id(c.now());
     let mut instance = Instance {
         launch_key: LaunchKey::new(id.as_str()),
@@ -111,12 +116,12 @@ async fn launch_one(c: &Controller) -> anyhow::Result<()> {
         launched_at: c.now(),
         provider_ref: None,
     };
-    c.store.put_instance(&instance).await?;
+    store.put_instance(&instance).await?;
     match c.fleet.launch(&instance).await {
         Ok(provider_ref) => {
             instance.provider_ref = provider_ref;
             instance.state = InstanceState::Running;
-            c.store.put_instance(&instance).await?;
+            store.put_instance(&instance).await?;
             METRICS.instances_launched.inc();
             tracing::info!(instance = %instance.id, fleet = c.fleet.name(), "launched worker instance");
             Ok(())
@@ -127,6 +132,7 @@ async fn launch_one(c: &Controller) -> anyhow::Result<()> {
 
 async fn terminate(
     c: &Controller,
+    store: &dyn Store,
     mut record: Instance,
     reason: TerminateReason,
     known: bool,
@@ -134,7 +140,7 @@ async fn terminate(
     let first_time = record.state != InstanceState::Terminating;
     if known && first_time {
         record.state = InstanceState::Terminating;
-        c.store.put_instance(&record).await?;
+        store.put_instance(&record).await?;
     }
     c.fleet.terminate(&record).await?;
     if first_time {
@@ -146,11 +152,11 @@ async fn terminate(
 
 /// At shutdown: terminate every instance this controller's fleet shows, and wait
 /// (a little) for them to go.
-pub async fn terminate_all(c: &Controller) -> anyhow::Result<()> {
+pub async fn terminate_all(c: &Controller, store: &dyn Store) -> anyhow::Result<()> {
     let observed = c.fleet.list().await?;
     let instances = c.store.list_instances().await?;
     for inst in &instances {
-        terminate(c, inst.clone(), TerminateReason::Shutdown, true).await?;
+        terminate(c, store, inst.clone(), TerminateReason::Shutdown, true).await?;
     }
     for o in observed
         .iter()
@@ -158,6 +164,7 @@ pub async fn terminate_all(c: &Controller) -> anyhow::Result<()> {
     {
         terminate(
             c,
+            store,
             orphan_record(&o.id, &observed),
             TerminateReason::Shutdown,
             false,
@@ -174,9 +181,9 @@ pub async fn terminate_all(c: &Controller) -> anyhow::Result<()> {
     }
     let workers = c.store.list_workers().await?;
     for inst in &instances {
-        c.store.delete_instance(&inst.id).await?;
+        store.delete_instance(&inst.id).await?;
         for w in workers.iter().filter(|w| w.instance == inst.id) {
-            c.store.delete_worker(&w.id).await?;
+            store.delete_worker(&w.id).await?;
         }
     }
     Ok(())

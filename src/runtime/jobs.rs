@@ -3,14 +3,16 @@
 
 use super::Controller;
 use crate::metrics::METRICS;
-use crate::store::StoreError;
+use crate::store::{Store, StoreError};
 use reconcilers::{
     jobs::{reconcile, JobsSnapshot},
     model::{Job, JobId, JobState, WorkerState},
 };
 use std::collections::HashMap;
+use std::sync::Arc;
 
-pub async fn tick(c: &Controller) -> anyhow::Result<()> {
+/// `store` is the leader's fenced view: every write below carries its token.
+pub async fn tick(c: &Controller, store: Arc<dyn Store>) -> anyhow::Result<()> {
     let now = c.now();
     let workers = c.workers().await?;
     let jobs = c.store.active_jobs().await?;
@@ -23,14 +25,14 @@ pub async fn tick(c: &Controller) -> anyhow::Result<()> {
 
     for w in &plan.lost_workers {
         tracing::warn!(worker = %w, "worker missed its heartbeats: declared lost");
-        c.store.set_worker_state(w, WorkerState::Lost).await?;
+        store.set_worker_state(w, WorkerState::Lost).await?;
         METRICS.lost_workers.inc();
         c.wake.fleet.notify_one();
     }
 
     if !plan.writes.is_empty() {
         let before: HashMap<&JobId, &Job> = jobs.iter().map(|j| (&j.id, j)).collect();
-        let results = c.store.update_jobs(&plan.writes).await?;
+        let results = store.update_jobs(&plan.writes).await?;
         let mut failed = None;
         for (next, result) in plan.writes.iter().zip(results) {
             match result {
@@ -71,13 +73,12 @@ pub async fn tick(c: &Controller) -> anyhow::Result<()> {
 
 /// Deletes jobs whose submit never finished (still `Created` after a day) and
 /// their blobs.
-pub async fn collect_abandoned(c: &Controller) -> anyhow::Result<()> {
+pub async fn collect_abandoned(c: &Controller, store: Arc<dyn Store>) -> anyhow::Result<()> {
     let cutoff = c
         .now()
         .0
         .saturating_sub(c.config.abandoned_after.as_millis() as u64);
-    let gone = c
-        .store
+    let gone = store
         .delete_abandoned_jobs(reconcilers::model::Timestamp(cutoff))
         .await?;
     for id in gone {

@@ -16,6 +16,24 @@ pub fn error_backoff() -> ExponentialBuilder {
         .without_max_times()
 }
 
+/// How long a loop woken by a hint waits before its next tick, given how long
+/// its last tick took (`took`, which includes the wait before it).
+///
+/// Every loop waits about as long as its last tick took, so a loop kept busy by
+/// hints spends at most half its time ticking: a tick reads every active job,
+/// and one tick per job change made the controller's work grow with the square
+/// of the queue (measured: 8 ms of controller CPU per no-op job at 1,000 jobs).
+/// On an idle cluster a tick takes about a millisecond, so dispatch is not
+/// delayed. The fleet loop also waits at least 250 ms: launching and stopping
+/// workers is not urgent to the millisecond, and its tick walks `/proc`.
+pub fn coalescing_gap(name: &str, took: Duration) -> Duration {
+    let floor = match name {
+        "fleet" => Duration::from_millis(250),
+        _ => Duration::ZERO,
+    };
+    floor.max(took.min(Duration::from_secs(1)))
+}
+
 pub async fn run_loop<F, Fut>(
     name: &'static str,
     interval: Duration,
@@ -33,10 +51,21 @@ pub async fn run_loop<F, Fut>(
             Ok(()) => {
                 backoff = error_backoff().build();
                 crate::metrics::reconcile_done(name, "ok", started.elapsed());
-                tokio::select! {
-                    _ = tokio::time::sleep(interval) => {}
-                    _ = wake.notified() => {}
+                let woken = tokio::select! {
+                    _ = tokio::time::sleep(interval) => false,
+                    _ = wake.notified() => true,
                     _ = shutdown.cancelled() => break,
+                };
+                // Hints come once per job change: thousands a second under load.
+                // Waiting before a woken tick lets the changes of that wait share
+                // one tick (see `coalescing_gap`); a hint arriving meanwhile is
+                // kept by the `Notify` and served by this same tick.
+                let gap = coalescing_gap(name, started.elapsed());
+                if woken && !gap.is_zero() {
+                    tokio::select! {
+                        _ = tokio::time::sleep(gap) => {}
+                        _ = shutdown.cancelled() => break,
+                    }
                 }
             }
             Err(e) => {

@@ -5,6 +5,7 @@ pub mod backends;
 mod fleet;
 mod heartbeats;
 mod jobs;
+pub mod leader;
 pub mod loops;
 pub mod wakeups;
 
@@ -36,6 +37,8 @@ pub struct Controller {
     /// Cancelled when the controller starts shutting down: loops stop and long
     /// polls answer at once, so the API can drain quickly.
     pub stopping: CancellationToken,
+    /// The leader lease as this controller knows it: only the leader reconciles.
+    pub leadership: leader::Leadership,
     /// Held while the controller runs: one controller per data folder.
     _lock: nix::fcntl::Flock<std::fs::File>,
 }
@@ -87,12 +90,14 @@ impl Controller {
         Ok(workers)
     }
 
-    /// Sends a hint to the controller that reconciles (this one, for now) without
+    /// Sends a hint to the controller that reconciles (the lease holder) without
     /// waiting: a hint only makes a loop run sooner, so a lost one costs nothing.
     pub fn hint(self: &Arc<Self>, msg: reconcilers::messages::Message) {
         let c = self.clone();
         tokio::spawn(async move {
-            if let Err(e) = c.hints.publish(&c.address, &msg).await {
+            let leader = c.leadership.leader_address();
+            let to = leader.as_deref().unwrap_or(&c.address);
+            if let Err(e) = c.hints.publish(to, &msg).await {
                 tracing::debug!(error = %e, kind = msg.kind(), "hint not sent");
             }
         });
@@ -132,8 +137,28 @@ impl RunningController {
         let c = &self.controller;
         c.stopping.cancel();
         while self.loops.join_next().await.is_some() {}
-        if let Err(e) = fleet::terminate_all(c).await {
-            tracing::warn!(error = %format!("{e:#}"), "stopping workers at shutdown");
+        // The workers belong to the cluster, not to this controller: they are
+        // stopped only by its last controller. A leader with others alive hands
+        // the lease over at once instead; a follower leaves everything as it is.
+        let others = c
+            .leadership
+            .controllers()
+            .into_iter()
+            .any(|a| a != c.address);
+        match c.leadership.store() {
+            Some(store) if !others => {
+                if let Err(e) = fleet::terminate_all(c, store.as_ref()).await {
+                    tracing::warn!(error = %format!("{e:#}"), "stopping workers at shutdown");
+                }
+            }
+            _ => {
+                if let Some(fence) = c.leadership.step_down() {
+                    tracing::info!("handing the leader lease over to the other controllers");
+                    if let Err(e) = c.store.release_lease(&fence).await {
+                        tracing::warn!(error = %e, "releasing the leader lease");
+                    }
+                }
+            }
         }
         if let Err(e) = c.heartbeats.flush(c.store.as_ref()).await {
             tracing::warn!(error = %format!("{e:#}"), "writing the last heartbeats");
@@ -171,8 +196,7 @@ pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController
     let fleet = backends::open_fleet(&config, &aws, &address, wake.fleet.clone()).await?;
     let clock: Arc<dyn Clock> = Arc::new(crate::clock::SystemClock);
     let (hints, sns) = backends::open_hints(&config, &aws, &address, &clock).await?;
-    // The configuration is the desired fleet shape; the store carries it to the loops.
-    store.put_fleet_settings(&config.fleet).await?;
+    let holder = leader::holder_name(&config.data_dir);
     let controller = Arc::new(Controller {
         config,
         store,
@@ -188,9 +212,15 @@ pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController
         _lock: lock,
     });
     let mut loops = JoinSet::new();
+        leadership: leader::Leadership::new(holder),
     spawn_loops(&controller, &controller.stopping, &mut loops);
     let app = crate::api::router(controller.clone());
     let stop_server = CancellationToken::new();
+    // Lead at once when the lease is free (a single controller, or the previous
+    // one on this folder); the fleet settings are written by the leader.
+    if let Err(e) = leader::renew(&controller).await {
+        tracing::warn!(error = %format!("{e:#}"), "taking the leader lease at start");
+    }
     let stop = stop_server.clone();
     let server = tokio::spawn(async move {
         let served = axum::serve(listener, app)
@@ -235,7 +265,33 @@ fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<nix::fcntl::Flock<std:
 }
 
 fn spawn_loops(c: &Arc<Controller>, shutdown: &CancellationToken, tasks: &mut JoinSet<()>) {
+/// A tick of a reconciler only the leader runs: nothing to do elsewhere, and a
+/// write refused because the lease moved on is the end of leading, not an error.
+async fn as_leader<F, Fut>(c: &Controller, tick: F) -> anyhow::Result<()>
+where
+    F: FnOnce(Arc<dyn crate::store::Store>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let Some(store) = c.leadership.store() else {
+        return Ok(());
+    };
+    match tick(store).await {
+        Err(e)
+            if matches!(
+                e.downcast_ref::<crate::store::StoreError>(),
+                Some(crate::store::StoreError::Fenced { .. })
+            ) =>
+        {
+            tracing::warn!(error = %e, "a write was fenced off: another controller leads now");
+            c.leadership.step_down();
+            Ok(())
+        }
+        other => other,
+    }
+}
+
     let interval = c.config.reconcile_interval;
+    tasks.spawn(leader::lease_loop(c.clone(), shutdown.clone()));
     let cc = c.clone();
     tasks.spawn(loops::run_loop(
         "jobs",
@@ -244,7 +300,7 @@ fn spawn_loops(c: &Arc<Controller>, shutdown: &CancellationToken, tasks: &mut Jo
         shutdown.clone(),
         move || {
             let c = cc.clone();
-            async move { jobs::tick(&c).await }
+            async move { as_leader(&c, |s| jobs::tick(&c, s)).await }
         },
     ));
     let cc = c.clone();
@@ -255,7 +311,7 @@ fn spawn_loops(c: &Arc<Controller>, shutdown: &CancellationToken, tasks: &mut Jo
         shutdown.clone(),
         move || {
             let c = cc.clone();
-            async move { fleet::tick(&c).await }
+            async move { as_leader(&c, |s| fleet::tick(&c, s)).await }
         },
     ));
     // Heartbeats are flushed often enough that the store lags a ping by well
@@ -281,7 +337,7 @@ fn spawn_loops(c: &Arc<Controller>, shutdown: &CancellationToken, tasks: &mut Jo
         shutdown.clone(),
         move || {
             let c = cc.clone();
-            async move { jobs::collect_abandoned(&c).await }
+            async move { as_leader(&c, |s| jobs::collect_abandoned(&c, s)).await }
         },
     ));
 }

@@ -7,14 +7,16 @@
 //! data, go in BatchWriteItem batches of 25; every Query and Scan follows its
 //! pages to the end.
 
+mod fenced;
 mod fleet;
 mod items;
 mod jobs;
+mod lease;
 mod paging;
 mod tables;
 mod workers;
 
-use super::{Heartbeat, JobFilter, Store, StoreResult};
+use super::{Fence, Heartbeat, JobFilter, Lease, Store, StoreResult};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::config::{retry::RetryConfig, timeout::TimeoutConfig};
 use aws_sdk_dynamodb::Client;
@@ -49,6 +51,11 @@ pub struct DynamoStore {
 }
 
 impl DynamoStore {
+    /// Set in the leader's view: its reconciler writes (jobs, worker states,
+    /// worker and instance records, fleet settings, abandoned jobs) are
+    /// transactions that check the lease (`lease.rs`). Job creation, worker
+    /// registration and heartbeats come from the API and are never fenced.
+    fence: Option<Arc<Fence>>,
     /// A store on the tables `{table_prefix}-jobs`, `-workers`, `-instances` and
     /// `-settings` (`drover init` creates them: `create_tables`).
     pub fn new(sdk: &aws_config::SdkConfig, table_prefix: &str) -> DynamoStore {
@@ -87,6 +94,7 @@ impl DynamoStore {
     }
 
     /// Asks for pages of at most `items` items (tests use this to read across
+            fence: None,
     /// many pages with few items).
     pub fn with_page_size(mut self, items: i32) -> DynamoStore {
         self.page_size = Some(items.max(1));
@@ -178,3 +186,33 @@ impl Store for DynamoStore {
         self.put_fleet_settings_item(settings).await
     }
 }
+
+    async fn acquire_lease(
+        &self,
+        holder: &str,
+        address: &str,
+        now: Timestamp,
+        duration_ms: u64,
+    ) -> StoreResult<Lease> {
+        self.take_lease(holder, address, now, duration_ms).await
+    }
+
+    async fn release_lease(&self, fence: &Fence) -> StoreResult<()> {
+        self.give_up_lease(fence).await
+    }
+
+    async fn announce_controller(
+        &self,
+        address: &str,
+        now: Timestamp,
+        duration_ms: u64,
+    ) -> StoreResult<Vec<String>> {
+        self.announce(address, now, duration_ms).await
+    }
+
+    fn fenced(&self, fence: Fence) -> Arc<dyn Store> {
+        Arc::new(DynamoStore {
+            fence: Some(Arc::new(fence)),
+            ..self.clone()
+        })
+    }

@@ -6,6 +6,10 @@
 pub mod dynamodb;
 pub mod sqlite;
 
+mod lease;
+
+pub use lease::{Fence, Lease};
+
 use async_trait::async_trait;
 use reconcilers::model::{
     FleetSettings, Instance, InstanceId, Job, JobId, JobState, Timestamp, Worker, WorkerId,
@@ -13,6 +17,7 @@ use reconcilers::model::{
 };
 
 #[derive(Debug, thiserror::Error)]
+use std::sync::Arc;
 pub enum StoreError {
     /// The record changed since it was read: the write was refused, nothing changed.
     #[error(
@@ -25,6 +30,11 @@ pub enum StoreError {
     NotFound(JobId),
     #[error("store backend: {0}")]
     Backend(String),
+    /// A leader's write made after its lease changed hands: refused, nothing changed.
+    #[error(
+        "the leader lease moved on (this controller held token {token}): the write was refused"
+    )]
+    Fenced { token: u64 },
 }
 
 impl StoreError {
@@ -55,6 +65,16 @@ pub struct JobFilter {
 pub trait Store: Send + Sync + 'static {
     /// Inserts a new job; refuses with `AlreadyExists` if the id is taken.
     async fn create_job(&self, job: &Job) -> StoreResult<()>;
+
+    /// Inserts many new jobs (bulk submission). SQLite inserts them all or none in
+    /// one transaction (one commit for the batch); the default inserts them one by
+    /// one and stops at the first failure. `AlreadyExists` names a taken id.
+    async fn create_jobs(&self, jobs: &[Job]) -> StoreResult<()> {
+        for job in jobs {
+            self.create_job(job).await?;
+        }
+        Ok(())
+    }
 
     async fn get_job(&self, id: &JobId) -> StoreResult<Option<Job>>;
 
@@ -104,3 +124,34 @@ pub trait Store: Send + Sync + 'static {
 
     async fn put_fleet_settings(&self, settings: &FleetSettings) -> StoreResult<()>;
 }
+
+    /// The leader lease, in one conditional write: taken (token + 1) when it is
+    /// free or expired at `now`, renewed (same token) when `holder` holds it,
+    /// untouched otherwise. Returns the lease as it stands after the call:
+    /// `holder` leads until `expires_at` exactly when `lease.holder == holder`.
+    async fn acquire_lease(
+        &self,
+        holder: &str,
+        address: &str,
+        now: Timestamp,
+        duration_ms: u64,
+    ) -> StoreResult<Lease>;
+
+    /// Ends the lease at once if `fence` still holds it (a graceful shutdown), so
+    /// that another controller takes over without waiting for the expiry.
+    async fn release_lease(&self, fence: &Fence) -> StoreResult<()>;
+
+    /// Records that a controller answers at `address` until `now + duration_ms`,
+    /// and returns the addresses of every controller not expired at `now` (this
+    /// one included): the list workers fail over along.
+    async fn announce_controller(
+        &self,
+        address: &str,
+        now: Timestamp,
+        duration_ms: u64,
+    ) -> StoreResult<Vec<String>>;
+
+    /// This store as the leader holding `fence` writes to it: every write is
+    /// refused with `Fenced` unless the lease's token is still `fence.token`,
+    /// checked atomically with the write. Reads are as usual.
+    fn fenced(&self, fence: Fence) -> Arc<dyn Store>;

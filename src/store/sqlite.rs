@@ -5,8 +5,13 @@
 //! Job writes are conditional on the stored version (`UPDATE ... WHERE version = ?`),
 //! so a decision taken on stale data is refused, never applied. A batch of updates is
 //! one transaction (group commit), with each job checked on its own.
+//!
+//! The leader lease lives here too (`lease.rs`); a fenced store (`fenced`) checks
+//! the lease's token inside the transaction of every write it makes.
 
-use super::{Heartbeat, JobFilter, Store, StoreError, StoreResult};
+mod lease;
+
+use super::{Fence, Heartbeat, JobFilter, Lease, Store, StoreError, StoreResult};
 use async_trait::async_trait;
 use reconcilers::model::{
     Attempt, FleetSettings, Instance, InstanceId, Job, JobId, JobState, LaunchKey, Timestamp,
@@ -33,16 +38,17 @@ macro_rules! active_states {
 
 /// Schema migrations; `PRAGMA user_version` is the number of them applied. Append,
 /// never edit: a file written by an older drover is brought forward step by step.
-const MIGRATIONS: &[&str] = &[concat!(
-    "CREATE TABLE jobs (
+const MIGRATIONS: &[&str] = &[
+    concat!(
+        "CREATE TABLE jobs (
         id TEXT PRIMARY KEY NOT NULL, state TEXT NOT NULL, version INTEGER NOT NULL,
         created_at INTEGER NOT NULL, queued_at INTEGER, finished_at INTEGER,
         worker TEXT, -- the current attempt's worker while assigned or running
         exit_code INTEGER, reason TEXT, spec TEXT NOT NULL -- JobSpec as JSON
     );
     CREATE INDEX jobs_active ON jobs (queued_at, id) WHERE ",
-    active_states!(),
-    ";
+        active_states!(),
+        ";
     CREATE INDEX jobs_by_worker ON jobs (worker) WHERE worker IS NOT NULL;
     CREATE INDEX jobs_by_created ON jobs (created_at, id);
     CREATE INDEX jobs_abandoned ON jobs (created_at) WHERE state = 'created';
@@ -66,7 +72,9 @@ const MIGRATIONS: &[&str] = &[concat!(
         min_workers INTEGER NOT NULL, max_workers INTEGER NOT NULL,
         slots_per_worker INTEGER NOT NULL, idle_timeout_ms INTEGER NOT NULL
     );"
-)];
+    ),
+    lease::MIGRATION,
+];
 
 const JOB_COLUMNS: &str =
     "id, state, version, created_at, queued_at, finished_at, exit_code, reason, spec";
@@ -137,6 +145,8 @@ pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
 }
 
+    /// Set in the leader's view: every write checks that the lease is still its.
+    fence: Option<Arc<Fence>>,
 impl SqliteStore {
     /// Opens (creating it and its parent folders if needed) the store at `path`, and
     /// brings its schema up to date.
@@ -165,6 +175,7 @@ impl SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
         })
     }
+            fence: None,
 
     /// Runs `f` with the connection on the blocking pool; `context` says what was
     /// being done, for the error ("updating job j-1: database is locked").
@@ -184,6 +195,25 @@ impl SqliteStore {
     }
 }
 
+
+    /// Runs `f` in a write transaction (see `write_tx`), after checking the fence
+    /// of a fenced store in the same transaction.
+    async fn write<T, F>(&self, context: impl Into<String>, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Res<T> + Send + 'static,
+    {
+        let fence = self.fence.clone();
+        self.run(context, move |conn| {
+            write_tx(conn, |tx| {
+                if let Some(fence) = &fence {
+                    lease::check(tx, fence)?;
+                }
+                f(tx)
+            })
+        })
+        .await
+    }
 /// A panic inside a closure poisons the mutex, but its transaction was rolled back
 /// when the panic unwound through it, so the connection is still sound.
 fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
@@ -472,12 +502,31 @@ fn update_one(conn: &Connection, job: &Job) -> Res<StoreResult<u64>> {
 impl Store for SqliteStore {
     async fn create_job(&self, job: &Job) -> StoreResult<()> {
         let job = job.clone();
-        self.run(format!("creating job {}", job.id), move |conn| {
+        self.write(format!("creating job {}", job.id), move |tx| {
+            if write_job(tx, INSERT_JOB, &job)? == 0 {
+                return Err(Failure::Refused(StoreError::AlreadyExists(job.id.clone())));
+            }
+            write_attempts(tx, &job)
+        })
+        .await
+    }
+
+    async fn create_jobs(&self, jobs: &[Job]) -> StoreResult<()> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let jobs = jobs.to_vec();
+        self.run(format!("creating {} jobs", jobs.len()), move |conn| {
+            // One transaction: one commit (one WAL sync) for the whole batch, and
+            // a taken id rolls back every insert, so a retry starts clean.
             write_tx(conn, |tx| {
-                if write_job(tx, INSERT_JOB, &job)? == 0 {
-                    return Err(Failure::Refused(StoreError::AlreadyExists(job.id.clone())));
+                for job in &jobs {
+                    if write_job(tx, INSERT_JOB, job)? == 0 {
+                        return Err(Failure::Refused(StoreError::AlreadyExists(job.id.clone())));
+                    }
+                    write_attempts(tx, job)?;
                 }
-                write_attempts(tx, &job)
+                Ok(())
             })
         })
         .await
@@ -493,8 +542,8 @@ impl Store for SqliteStore {
 
     async fn update_job(&self, job: &Job) -> StoreResult<u64> {
         let job = job.clone();
-        self.run(format!("updating job {}", job.id), move |conn| {
-            write_tx(conn, |tx| update_one(tx, &job))?.map_err(Failure::Refused)
+        self.write(format!("updating job {}", job.id), move |tx| {
+            update_one(tx, &job)?.map_err(Failure::Refused)
         })
         .await
     }
@@ -504,10 +553,8 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let jobs = jobs.to_vec();
-        self.run(format!("updating {} jobs", jobs.len()), move |conn| {
-            write_tx(conn, |tx| {
-                jobs.iter().map(|job| update_one(tx, job)).collect()
-            })
+        self.write(format!("updating {} jobs", jobs.len()), move |tx| {
+            jobs.iter().map(|job| update_one(tx, job)).collect()
         })
         .await
     }
@@ -550,22 +597,21 @@ impl Store for SqliteStore {
 
     async fn delete_abandoned_jobs(&self, before: Timestamp) -> StoreResult<Vec<JobId>> {
         let context = format!("deleting jobs abandoned before {}", before.0);
-        self.run(context, move |conn| {
-            let mut ids = write_tx(conn, |tx| {
+        let mut ids = self
+            .write(context, move |tx| {
                 exec(tx, DELETE_ABANDONED_ATTEMPTS, [before.0])?;
                 query_all(tx, DELETE_ABANDONED_JOBS, [before.0], |row| {
                     Ok(JobId(row.get(0)?))
                 })
-            })?;
-            ids.sort();
-            Ok(ids)
-        })
-        .await
+            })
+            .await?;
+        ids.sort();
+        Ok(ids)
     }
 
     async fn put_worker(&self, worker: &Worker) -> StoreResult<()> {
         let w = worker.clone();
-        self.run(format!("recording worker {}", w.id), move |conn| {
+        self.write(format!("recording worker {}", w.id), move |conn| {
             let (id, instance, state) = (w.id.as_str(), w.instance.as_str(), w.state.as_str());
             let idle_since = w.idle_since.map(|t| t.0);
             let values = params![
@@ -605,18 +651,16 @@ impl Store for SqliteStore {
         }
         let beats = beats.to_vec();
         let context = format!("recording {} heartbeats", beats.len());
-        self.run(context, move |conn| {
-            write_tx(conn, |tx| {
-                for b in &beats {
-                    let idle_since = b.idle_since.map(|t| t.0);
-                    exec(
-                        tx,
-                        HEARTBEAT,
-                        params![b.worker.as_str(), b.at.0, idle_since],
-                    )?;
-                }
-                Ok(())
-            })
+        self.write(context, move |tx| {
+            for b in &beats {
+                let idle_since = b.idle_since.map(|t| t.0);
+                exec(
+                    tx,
+                    HEARTBEAT,
+                    params![b.worker.as_str(), b.at.0, idle_since],
+                )?;
+            }
+            Ok(())
         })
         .await
     }
@@ -624,7 +668,7 @@ impl Store for SqliteStore {
     async fn set_worker_state(&self, id: &WorkerId, state: WorkerState) -> StoreResult<()> {
         let id = id.clone();
         let context = format!("marking worker {id} {}", state.as_str());
-        self.run(context, move |conn| {
+        self.write(context, move |conn| {
             // A worker already deleted has nothing left to mark: not an error.
             let sql = "UPDATE workers SET state = ?2 WHERE id = ?1";
             exec(conn, sql, [id.as_str(), state.as_str()]).map(drop)
@@ -634,7 +678,7 @@ impl Store for SqliteStore {
 
     async fn delete_worker(&self, id: &WorkerId) -> StoreResult<()> {
         let id = id.clone();
-        self.run(format!("deleting worker {id}"), move |conn| {
+        self.write(format!("deleting worker {id}"), move |conn| {
             exec(conn, "DELETE FROM workers WHERE id = ?1", [id.as_str()]).map(drop)
         })
         .await
@@ -642,7 +686,7 @@ impl Store for SqliteStore {
 
     async fn put_instance(&self, instance: &Instance) -> StoreResult<()> {
         let i = instance.clone();
-        self.run(format!("recording instance {}", i.id), move |conn| {
+        self.write(format!("recording instance {}", i.id), move |conn| {
             let (id, key, state) = (i.id.as_str(), i.launch_key.as_str(), i.state.as_str());
             exec(
                 conn,
@@ -664,7 +708,7 @@ impl Store for SqliteStore {
 
     async fn delete_instance(&self, id: &InstanceId) -> StoreResult<()> {
         let id = id.clone();
-        self.run(format!("deleting instance {id}"), move |conn| {
+        self.write(format!("deleting instance {id}"), move |conn| {
             exec(conn, "DELETE FROM instances WHERE id = ?1", [id.as_str()]).map(drop)
         })
         .await
@@ -680,7 +724,7 @@ impl Store for SqliteStore {
 
     async fn put_fleet_settings(&self, settings: &FleetSettings) -> StoreResult<()> {
         let s = settings.clone();
-        self.run("writing fleet settings", move |conn| {
+        self.write("writing fleet settings", move |conn| {
             let values = params![
                 s.min_workers,
                 s.max_workers,
@@ -693,6 +737,53 @@ impl Store for SqliteStore {
     }
 }
 
+
+    async fn acquire_lease(
+        &self,
+        holder: &str,
+        address: &str,
+        now: Timestamp,
+        duration_ms: u64,
+    ) -> StoreResult<Lease> {
+        let (holder, address) = (holder.to_string(), address.to_string());
+        let context = format!("taking or renewing the leader lease for {holder}");
+        self.run(context, move |conn| {
+            write_tx(conn, |tx| {
+                lease::acquire(tx, &holder, &address, now, duration_ms)
+            })
+        })
+        .await
+    }
+
+    async fn release_lease(&self, fence: &Fence) -> StoreResult<()> {
+        let fence = fence.clone();
+        let context = format!("releasing the leader lease (token {})", fence.token);
+        self.run(context, move |conn| {
+            write_tx(conn, |tx| lease::release(tx, &fence))
+        })
+        .await
+    }
+
+    async fn announce_controller(
+        &self,
+        address: &str,
+        now: Timestamp,
+        duration_ms: u64,
+    ) -> StoreResult<Vec<String>> {
+        let address = address.to_string();
+        let context = format!("announcing controller {address}");
+        self.run(context, move |conn| {
+            write_tx(conn, |tx| lease::announce(tx, &address, now, duration_ms))
+        })
+        .await
+    }
+
+    fn fenced(&self, fence: Fence) -> Arc<dyn Store> {
+        Arc::new(SqliteStore {
+            conn: Arc::clone(&self.conn),
+            fence: Some(Arc::new(fence)),
+        })
+    }
 #[cfg(test)]
 #[path = "sqlite_tests.rs"]
 mod tests;

@@ -7,6 +7,7 @@
 //! presumed lost), and a refused report (409) means the attempt is no longer ours.
 
 mod attempt;
+mod failover;
 pub mod output;
 pub mod process;
 pub mod sandbox;
@@ -77,8 +78,9 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
     let client = Client::new(&config.controller);
     let config = Arc::new(config);
     while !shutdown.is_cancelled() {
-        let Some(worker) = register(&client, &config, &shutdown).await else {
+        let Some(worker) = register(&client, &config, &failover, &shutdown).await else {
             break;
+    let failover = Arc::new(failover::Failover::default());
         };
         // One registration lasts until the controller says we were lost (or
         // forgets us); then everything held is stopped and we register again.
@@ -90,6 +92,7 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
             worker.clone(),
             held.clone(),
             epoch.clone(),
+            failover.clone(),
         ));
         let mut attempts = tokio::task::JoinSet::new();
         take_assignments(
@@ -110,19 +113,10 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
     Ok(())
 }
 
-/// After a failure to reach the controller: follow it if its address changed.
-fn follow_controller(client: &Client, config: &WorkerConfig) {
-    let Some(file) = &config.controller_file else {
-        return;
-    };
-    let Ok(text) = std::fs::read_to_string(file) else {
-        return;
-    };
-    let url = text.trim();
-    if !url.is_empty() && url != client.base() {
-        tracing::info!(from = %client.base(), to = url, "the controller moved; following it");
-        client.set_base(url);
-    }
+/// After a failure to reach the controller: follow it if its address changed,
+/// else fail over to another controller of the cluster.
+fn follow_controller(client: &Client, config: &WorkerConfig, failover: &failover::Failover) {
+    failover.follow(client, config.controller_file.as_deref());
 }
 
 /// Registers, retrying with backoff while the controller cannot be reached.
@@ -132,6 +126,7 @@ async fn register(
     shutdown: &CancellationToken,
 ) -> Option<WorkerId> {
     let mut backoff = backon::BackoffBuilder::build(
+    failover: &failover::Failover,
         crate::runtime::loops::error_backoff().with_max_delay(Duration::from_secs(5)),
     );
     loop {
@@ -141,7 +136,7 @@ async fn register(
                 return Some(r.worker);
             }
             Err(e) => {
-                follow_controller(client, config);
+                follow_controller(client, config, failover);
                 let wait = backoff.next().unwrap_or(Duration::from_secs(5));
                 tracing::warn!(error = %e, "registering with the controller; retrying in {wait:?}");
                 tokio::select! {
@@ -159,6 +154,7 @@ async fn ping_loop(
     worker: WorkerId,
     held: Arc<Held>,
     epoch: CancellationToken,
+    failover: Arc<failover::Failover>,
 ) {
     loop {
         let list = held.list();
@@ -178,6 +174,7 @@ async fn ping_loop(
                 for stale in &reply.stop {
                     tracing::info!(job = %stale.job, attempt = stale.attempt, "controller says stop this attempt");
                     held.stop(stale);
+                failover.learn(reply.controllers);
                 }
             }
             Err(ClientError::Api { status, message })
@@ -190,7 +187,7 @@ async fn ping_loop(
             Err(e) => {
                 tracing::warn!(error = %e, "ping failed");
                 if matches!(e, ClientError::Unreachable { .. }) {
-                    follow_controller(&client, &config);
+                    follow_controller(&client, &config, &failover);
                 }
             }
         }

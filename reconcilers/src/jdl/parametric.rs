@@ -37,7 +37,9 @@ pub enum ExpandError {
          make; split it into several submissions"
     )]
     TooMany { count: u64 },
-    #[error("`ParameterStart + ParameterStep * Parameters` is past the largest number a JDL holds")]
+    #[error(
+        "`ParameterStart + ParameterStep * Parameters` is past the largest number a JDL holds"
+    )]
     Overflow,
 }
 
@@ -55,7 +57,11 @@ pub fn parameter_values(desc: &JobDescription) -> Result<Vec<String>, ExpandErro
     match attr(PARAMETERS).ok_or(ExpandError::NoParameters)? {
         Value::List(items) => {
             if items.is_empty() {
-                return Err(bad(PARAMETERS, "a number above 0 or a non-empty list", "{}"));
+                return Err(bad(
+                    PARAMETERS,
+                    "a number above 0 or a non-empty list",
+                    "{}",
+                ));
             }
             if items.len() as u64 > MAX_PARAMETRIC_JOBS {
                 return Err(ExpandError::TooMany {

@@ -26,6 +26,14 @@ pub enum PackError {
     #[error("{file}: {} jobs are not run by drover yet; {}", type_name(*job_type), type_advice(*job_type))]
     Unsupported { file: String, job_type: JobType },
 
+    /// A parametric JDL that cannot be expanded into its jobs.
+    #[error("{file}: {source}")]
+    Parametric {
+        file: String,
+        #[source]
+        source: reconcilers::jdl::ExpandError,
+    },
+
     #[error("{file}: the job has no Executable; add `Executable = \"name\";` (a file shipped with the job, or an absolute path on the worker)")]
     NoExecutable { file: String },
 
@@ -192,7 +200,7 @@ fn type_name(t: JobType) -> &'static str {
 
 fn type_advice(t: JobType) -> &'static str {
     match t {
-        JobType::Parametric => "write one JDL per parameter value and submit each",
+        JobType::Parametric => "submit it with `drover submit`, which expands it into its jobs",
         JobType::Dag | JobType::Collection => "submit each node as its own JDL",
         JobType::Normal => "submit it as a plain job",
     }

@@ -11,6 +11,9 @@ use std::collections::HashMap;
 
 impl DynamoStore {
     pub(super) async fn put_instance_item(&self, instance: &Instance) -> StoreResult<()> {
+        if let Some(fence) = &self.fence {
+            return self.fenced_put_instance(fence, instance).await;
+        }
         let context = format!(
             "recording instance {} in table {}",
             instance.id, self.tables.instances
@@ -43,6 +46,9 @@ impl DynamoStore {
     }
 
     pub(super) async fn remove_instance(&self, id: &InstanceId) -> StoreResult<()> {
+        if let Some(fence) = &self.fence {
+            return self.fenced_remove_instance(fence, id).await;
+        }
         let context = format!("deleting instance {id} in table {}", self.tables.instances);
         self.client
             .delete_item()
@@ -79,6 +85,9 @@ impl DynamoStore {
         &self,
         settings: &FleetSettings,
     ) -> StoreResult<()> {
+        if let Some(fence) = &self.fence {
+            return self.fenced_put_fleet_settings(fence, settings).await;
+        }
         let context = format!("writing fleet settings in table {}", self.tables.settings);
         let mut item = encode(settings).map_err(|e| corrupt(&context, e))?;
         item.extend(Self::settings_key());

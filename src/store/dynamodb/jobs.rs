@@ -70,6 +70,9 @@ impl DynamoStore {
     /// changed (`Conflict`) from one that does not exist (`NotFound`) without a
     /// second read.
     pub(super) async fn write_job(&self, job: &Job) -> StoreResult<u64> {
+        if let Some(fence) = &self.fence {
+            return self.fenced_write_job(fence, job).await;
+        }
         let context = format!("updating job {} in table {}", job.id, self.tables.jobs);
         let next = job
             .version
@@ -117,6 +120,13 @@ impl DynamoStore {
             .collect()
             .await;
         results.sort_by_key(|(i, _)| *i);
+        // A leader fenced off is refused as a whole, as SQLite refuses the batch.
+        if let Some(token) = results.iter().find_map(|(_, r)| match r {
+            Err(StoreError::Fenced { token }) => Some(*token),
+            _ => None,
+        }) {
+            return Err(StoreError::Fenced { token });
+        }
         Ok(results.into_iter().map(|(_, r)| r).collect())
     }
 
@@ -366,6 +376,9 @@ impl DynamoStore {
         id: JobId,
         before: Timestamp,
     ) -> StoreResult<Option<JobId>> {
+        if let Some(fence) = &self.fence {
+            return self.fenced_delete_if_abandoned(fence, id, before).await;
+        }
         let answer = self
             .client
             .delete_item()

@@ -180,6 +180,9 @@ impl DynamoStore {
         id: &WorkerId,
         state: WorkerState,
     ) -> StoreResult<()> {
+        if let Some(fence) = &self.fence {
+            return self.fenced_worker_state(fence, id, state).await;
+        }
         let context = format!(
             "marking worker {id} {} in table {}",
             state.as_str(),
@@ -210,6 +213,9 @@ impl DynamoStore {
 
     /// Deletes the registration and every beat of the worker.
     pub(super) async fn remove_worker(&self, id: &WorkerId) -> StoreResult<()> {
+        if let Some(fence) = &self.fence {
+            self.fenced_remove_worker(fence, id).await?;
+        }
         let context = format!("deleting worker {id}");
         let items = self
             .worker_items(id, &format!("{context} in table {}", self.tables.workers))

@@ -1,0 +1,176 @@
+//! Bulk submission: a parametric JDL submitted with `drover submit` becomes one
+//! job per parameter value, each with its own input and output; the batch API
+//! refuses bad batches whole, with a reason that names the job.
+
+mod common;
+
+use common::{http, read, Controller, TestDir};
+use serde_json::json;
+
+const SWEEP: &str = r#"[
+  JobType = "Parametric";
+  Executable = "/bin/sh";
+  Arguments = "-c 'cat in_PARAM_.txt > out.txt; echo param _PARAM_ >> out.txt'";
+  Parameters = 4;
+  ParameterStart = 1;
+  ParameterStep = 2;
+  InputSandbox = {"in_PARAM_.txt"};
+  OutputSandbox = {"out.txt"};
+  JobName = "sweep-_PARAM_";
+]"#;
+
+#[test]
+fn a_parametric_jdl_runs_one_job_per_value_with_its_own_sandbox() {
+    let dir = TestDir::new();
+    for p in [1, 3, 5, 7] {
+        dir.write(&format!("in{p}.txt"), &format!("input {p}\n"));
+    }
+    let jdl = dir.write("sweep.jdl", SWEEP);
+    let ctl = Controller::start(&dir);
+    let run = ctl
+        .drover([std::ffi::OsStr::new("submit"), jdl.as_os_str()])
+        .expect_ok("submit");
+    let ids: Vec<&str> = run.stdout.lines().map(str::trim).collect();
+    assert_eq!(ids.len(), 4, "one id a line: {run:#?}");
+
+    let wait = ctl.drover(std::iter::once("wait").chain(ids.iter().copied()));
+    assert_eq!(wait.code, Some(0), "{wait:#?}");
+    for (id, p) in ids.iter().zip([1, 3, 5, 7]) {
+        let job = ctl.job(id);
+        assert_eq!(job["state"], "succeeded", "{job:#}");
+        assert_eq!(job["spec"]["name"], format!("sweep-{p}"));
+        let out = format!("out-{p}");
+        ctl.drover(["fetch", id, "--out", &out]).expect_ok("fetch");
+        assert_eq!(
+            read(&dir.join(&out).join("out.txt")),
+            format!("input {p}\nparam {p}\n")
+        );
+    }
+}
+
+#[test]
+fn a_parametric_jdl_missing_one_input_submits_nothing_and_names_the_value() {
+    let dir = TestDir::new();
+    for p in [1, 3, 7] {
+        dir.write(&format!("in{p}.txt"), "x\n");
+    }
+    let jdl = dir.write("sweep.jdl", SWEEP);
+    let ctl = Controller::start(&dir);
+    let run = ctl.drover([std::ffi::OsStr::new("submit"), jdl.as_os_str()]);
+    assert_eq!(run.code, Some(2), "{run:#?}");
+    assert!(run.stderr.contains("(_PARAM_ = 5)"), "{run:#?}");
+    assert!(run.stderr.contains("in5.txt"), "{run:#?}");
+    assert!(run.stdout.trim().is_empty(), "{run:#?}");
+    assert!(
+        ctl.jobs().is_empty(),
+        "nothing was allocated: {:?}",
+        ctl.jobs()
+    );
+}
+
+#[test]
+fn a_parametric_jdl_over_the_limit_is_refused_before_anything_is_sent() {
+    let dir = TestDir::new();
+    let jdl = dir.write(
+        "huge.jdl",
+        "JobType = \"Parametric\"; Executable = \"/bin/true\"; Parameters = 100001;",
+    );
+    let ctl = Controller::start(&dir);
+    let run = ctl.drover([std::ffi::OsStr::new("submit"), jdl.as_os_str()]);
+    assert_eq!(run.code, Some(2), "{run:#?}");
+    assert!(run.stderr.contains("100001 jobs"), "{run:#?}");
+    assert!(run.stderr.contains("split it"), "{run:#?}");
+    assert!(ctl.jobs().is_empty());
+}
+
+#[test]
+fn the_batch_api_refuses_bad_batches_whole() {
+    let dir = TestDir::new();
+    let ctl = Controller::start(&dir);
+
+    for count in [0, 10_001] {
+        let (status, body) = http(
+            &ctl.url,
+            "POST",
+            "/v1/batches",
+            Some(json!({ "count": count })),
+        );
+        assert_eq!(status, 400, "{body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("1 to 10000"),
+            "{body}"
+        );
+    }
+
+    let (status, body) = http(&ctl.url, "POST", "/v1/batches", Some(json!({ "count": 3 })));
+    assert_eq!(status, 201, "{body}");
+    let ids: Vec<String> = body["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 3);
+    assert!(ctl.jobs().iter().all(|j| j["state"] == "created"));
+
+    let plain = "Executable = \"/bin/true\";";
+    // No input uploaded for any of them: 409, nothing queued.
+    let entries: Vec<_> = ids
+        .iter()
+        .map(|id| json!({ "id": id, "jdl": plain }))
+        .collect();
+    let (status, body) = http(
+        &ctl.url,
+        "POST",
+        "/v1/batches/submit",
+        Some(json!({ "jobs": entries })),
+    );
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("no input archive"),
+        "{body}"
+    );
+    assert!(ctl.jobs().iter().all(|j| j["state"] == "created"));
+
+    // A bad JDL is named with its job.
+    let entries = vec![
+        json!({ "id": ids[0], "jdl": plain }),
+        json!({ "id": ids[1], "jdl": "Executable = ;" }),
+    ];
+    let (status, body) = http(
+        &ctl.url,
+        "POST",
+        "/v1/batches/submit",
+        Some(json!({ "jobs": entries })),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains(&ids[1]), "{body}");
+
+    // A parametric JDL must be expanded by the client.
+    let entries = vec![
+        json!({ "id": ids[0], "jdl": "JobType = \"Parametric\"; Parameters = 2; Executable = \"/bin/true\";" }),
+    ];
+    let (status, body) = http(
+        &ctl.url,
+        "POST",
+        "/v1/batches/submit",
+        Some(json!({ "jobs": entries })),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("expand"), "{body}");
+
+    // The same job twice.
+    let entries = vec![
+        json!({ "id": ids[0], "jdl": plain }),
+        json!({ "id": ids[0], "jdl": plain }),
+    ];
+    let (status, body) = http(
+        &ctl.url,
+        "POST",
+        "/v1/batches/submit",
+        Some(json!({ "jobs": entries })),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("twice"), "{body}");
+    assert!(ctl.jobs().iter().all(|j| j["state"] == "created"));
+}
