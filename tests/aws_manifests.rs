@@ -27,13 +27,18 @@ fn template() -> Value {
     serde_json::from_str(&read("manifests/aws/drover.cfn.json")).expect("the template is JSON")
 }
 
+/// A key schema: (attribute, HASH or RANGE), in order.
+type Keys = Vec<(String, String)>;
+/// An index: its name, keys and projection type.
+type IndexShape = (String, Keys, String);
+
 /// A table as both sides can describe it: name, keys, attribute types,
 /// indexes (name -> keys), billing mode and TTL attribute.
 fn table_shape(
     name: &str,
-    keys: Vec<(String, String)>,
+    keys: Keys,
     attributes: Vec<(String, String)>,
-    indexes: Vec<(String, Vec<(String, String)>, String)>,
+    indexes: Vec<IndexShape>,
     billing: &str,
     ttl: Option<String>,
 ) -> Value {
@@ -48,7 +53,7 @@ fn table_shape(
     })
 }
 
-fn keys_of(v: &Value) -> Vec<(String, String)> {
+fn keys_of(v: &Value) -> Keys {
     v.as_array()
         .expect("a KeySchema")
         .iter()
