@@ -18,9 +18,9 @@ mod lease;
 #[path = "store_conformance/workers.rs"]
 mod workers;
 use jobs::*;
+use lease::*;
 use workers::*;
 
-use lease::*;
 use aws_sdk_dynamodb::types::AttributeValue;
 use drover::store::{
     dynamodb::DynamoStore, sqlite::SqliteStore, Heartbeat, JobFilter, Store, StoreError,
@@ -138,14 +138,14 @@ on_both_stores!(
     a_late_heartbeat_through_another_controller_does_not_move_last_ping_back,
     sixty_heartbeats_in_one_call_all_land,
     instances_and_fleet_settings_round_trip,
-);
-
-// ---------------------------------------------------------------------------
     a_free_lease_is_taken_renewed_and_refused_to_others_until_it_expires,
     of_controllers_racing_for_a_free_lease_exactly_one_wins,
     a_released_lease_is_taken_at_once_and_a_stale_release_changes_nothing,
     a_deposed_leaders_fenced_writes_are_refused_and_change_nothing,
     announced_controllers_are_listed_until_they_expire,
+);
+
+// ---------------------------------------------------------------------------
 // Data
 // ---------------------------------------------------------------------------
 

@@ -152,6 +152,7 @@ async fn ping(c: &Ctx, worker: &WorkerId, held: Vec<HeldJob>) -> Result<PingRepl
         return Ok(PingReply {
             lost: true,
             stop: held,
+            ..PingReply::default()
         });
     }
     c.heartbeats.ping(worker, c.now(), !held.is_empty());
@@ -194,7 +195,6 @@ pub async fn assignments(
     let worker = WorkerId::new(id);
     let w = known_worker(&c, &worker).await?;
     if w.state == WorkerState::Lost {
-            ..PingReply::default()
         return Err(ApiError::conflict(format!(
             "worker {worker} was declared lost: register again"
         )));

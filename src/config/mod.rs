@@ -165,6 +165,8 @@ pub struct ControllerConfig {
     pub abandoned_after: Duration,
     /// Workers started by the local fleet stop their jobs within this after SIGTERM.
     pub kill_grace: Duration,
+    /// The leader lease's duration; the leader renews it every third of it.
+    pub leader_lease: Duration,
 }
 
 impl Default for ControllerConfig {
@@ -178,8 +180,6 @@ impl Default for ControllerConfig {
             cluster: "drover".to_string(),
             public_url: None,
             state: None,
-    /// The leader lease's duration; the leader renews it every third of it.
-    pub leader_lease: Duration,
             blobs: None,
             hints: HintsUrl::None,
             fleet_provider: FleetProvider::Local,
@@ -202,6 +202,7 @@ impl Default for ControllerConfig {
             max_output_bytes: 1 << 30,
             abandoned_after: Duration::from_secs(24 * 3600),
             kill_grace: Duration::from_secs(5),
+            leader_lease: Duration::from_secs(10),
         }
     }
 }
@@ -219,7 +220,6 @@ impl ControllerConfig {
             c.state = StateUrl::parse(&s).map_err(|e| problems.push(e)).ok();
         }
         if let Some(s) = file.blobs {
-            leader_lease: Duration::from_secs(10),
             c.blobs = BlobsUrl::parse(&s).map_err(|e| problems.push(e)).ok();
         }
         if let Some(s) = file.hints {
@@ -275,6 +275,9 @@ impl ControllerConfig {
         if let Some(v) = file.limits.max_output_bytes {
             c.max_output_bytes = v;
         }
+        if let Some(v) = file.leader.lease {
+            c.leader_lease = v;
+        }
         problems.extend(c.problems());
         report(problems)?;
         Ok(c)
@@ -294,9 +297,6 @@ impl ControllerConfig {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !cluster_ok {
             problems.push(format!(
-        if let Some(v) = file.leader.lease {
-            c.leader_lease = v;
-        }
                 "cluster `{}` must be letters, digits, - or _",
                 self.cluster
             ));
@@ -320,6 +320,12 @@ impl ControllerConfig {
                 "ping_interval ({}) must be shorter than heartbeat_timeout ({}), or every worker is lost",
                 humantime::format_duration(self.ping_interval),
                 humantime::format_duration(self.heartbeat_timeout)
+            ));
+        }
+        if self.leader_lease < Duration::from_millis(500) {
+            problems.push(format!(
+                "leader.lease ({}) must be at least 500ms: the leader renews it every third of it",
+                humantime::format_duration(self.leader_lease)
             ));
         }
         if self.reconcile_interval.is_zero() {
@@ -347,12 +353,6 @@ fn report(problems: Vec<String>) -> anyhow::Result<()> {
     if problems.is_empty() {
         Ok(())
     } else {
-        if self.leader_lease < Duration::from_millis(500) {
-            problems.push(format!(
-                "leader.lease ({}) must be at least 500ms: the leader renews it every third of it",
-                humantime::format_duration(self.leader_lease)
-            ));
-        }
         Err(anyhow::anyhow!(
             "invalid configuration:\n  {}",
             problems.join("\n  ")

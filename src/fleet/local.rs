@@ -240,16 +240,6 @@ fn kill_orphaned_jobs(instance: &InstanceId) {
     }
 }
 
-/// The tag of the local cluster whose state lives in `data_dir`.
-pub fn cluster_tag(data_dir: &Path) -> String {
-    let abs = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
-    format!("local:{}", abs.display())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
 /// The tag of a configuration's local cluster: its data folder's, unless its
 /// state is a SQLite file named in the configuration. Then it is that file's:
 /// the controllers sharing the file are one cluster (each with its own data
@@ -263,6 +253,16 @@ pub fn cluster_tag_of(config: &crate::config::ControllerConfig) -> String {
         _ => cluster_tag(&config.data_dir),
     }
 }
+
+/// The tag of the local cluster whose state lives in `data_dir`.
+pub fn cluster_tag(data_dir: &Path) -> String {
+    let abs = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    format!("local:{}", abs.display())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     #[test]
     fn worker_command_lines_are_recognised_by_cluster() {

@@ -105,10 +105,10 @@ impl Controller {
 
     /// Bookkeeping after a job write: metrics and wake-ups.
     pub fn job_written(&self, before: &Job, after: &Job) {
+        crate::metrics::job_written(before, after);
         if before.state != after.state {
             self.wake.job_changed(&after.id);
         }
-        crate::metrics::job_written(before, after);
         if after.state.is_terminal() || after.state == reconcilers::model::JobState::Queued {
             // A slot was freed or work is waiting: dispatch now, resize the fleet.
             self.wake.jobs.notify_one();
@@ -209,18 +209,18 @@ pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController
         sns,
         heartbeats: HeartbeatBuffer::default(),
         stopping: CancellationToken::new(),
+        leadership: leader::Leadership::new(holder),
         _lock: lock,
     });
-    let mut loops = JoinSet::new();
-        leadership: leader::Leadership::new(holder),
-    spawn_loops(&controller, &controller.stopping, &mut loops);
-    let app = crate::api::router(controller.clone());
-    let stop_server = CancellationToken::new();
     // Lead at once when the lease is free (a single controller, or the previous
     // one on this folder); the fleet settings are written by the leader.
     if let Err(e) = leader::renew(&controller).await {
         tracing::warn!(error = %format!("{e:#}"), "taking the leader lease at start");
     }
+    let mut loops = JoinSet::new();
+    spawn_loops(&controller, &controller.stopping, &mut loops);
+    let app = crate::api::router(controller.clone());
+    let stop_server = CancellationToken::new();
     let stop = stop_server.clone();
     let server = tokio::spawn(async move {
         let served = axum::serve(listener, app)
@@ -264,7 +264,6 @@ fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<nix::fcntl::Flock<std:
     }
 }
 
-fn spawn_loops(c: &Arc<Controller>, shutdown: &CancellationToken, tasks: &mut JoinSet<()>) {
 /// A tick of a reconciler only the leader runs: nothing to do elsewhere, and a
 /// write refused because the lease moved on is the end of leading, not an error.
 async fn as_leader<F, Fut>(c: &Controller, tick: F) -> anyhow::Result<()>
@@ -290,8 +289,9 @@ where
     }
 }
 
-    let interval = c.config.reconcile_interval;
+fn spawn_loops(c: &Arc<Controller>, shutdown: &CancellationToken, tasks: &mut JoinSet<()>) {
     tasks.spawn(leader::lease_loop(c.clone(), shutdown.clone()));
+    let interval = c.config.reconcile_interval;
     let cc = c.clone();
     tasks.spawn(loops::run_loop(
         "jobs",

@@ -48,14 +48,14 @@ pub struct DynamoStore {
     /// The newest heartbeat this process wrote per worker (see `workers.rs`); the
     /// lock also makes this process's heartbeat flushes run one at a time.
     beats: Arc<tokio::sync::Mutex<HashMap<WorkerId, Timestamp>>>,
-}
-
-impl DynamoStore {
     /// Set in the leader's view: its reconciler writes (jobs, worker states,
     /// worker and instance records, fleet settings, abandoned jobs) are
     /// transactions that check the lease (`lease.rs`). Job creation, worker
     /// registration and heartbeats come from the API and are never fenced.
     fence: Option<Arc<Fence>>,
+}
+
+impl DynamoStore {
     /// A store on the tables `{table_prefix}-jobs`, `-workers`, `-instances` and
     /// `-settings` (`drover init` creates them: `create_tables`).
     pub fn new(sdk: &aws_config::SdkConfig, table_prefix: &str) -> DynamoStore {
@@ -90,11 +90,11 @@ impl DynamoStore {
             }),
             page_size: None,
             beats: Arc::default(),
+            fence: None,
         }
     }
 
     /// Asks for pages of at most `items` items (tests use this to read across
-            fence: None,
     /// many pages with few items).
     pub fn with_page_size(mut self, items: i32) -> DynamoStore {
         self.page_size = Some(items.max(1));
@@ -185,7 +185,6 @@ impl Store for DynamoStore {
     async fn put_fleet_settings(&self, settings: &FleetSettings) -> StoreResult<()> {
         self.put_fleet_settings_item(settings).await
     }
-}
 
     async fn acquire_lease(
         &self,
@@ -216,3 +215,4 @@ impl Store for DynamoStore {
             ..self.clone()
         })
     }
+}

@@ -15,9 +15,9 @@ use reconcilers::model::{
     FleetSettings, Instance, InstanceId, Job, JobId, JobState, Timestamp, Worker, WorkerId,
     WorkerState,
 };
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
-use std::sync::Arc;
 pub enum StoreError {
     /// The record changed since it was read: the write was refused, nothing changed.
     #[error(
@@ -28,13 +28,13 @@ pub enum StoreError {
     AlreadyExists(JobId),
     #[error("job {0} not found")]
     NotFound(JobId),
-    #[error("store backend: {0}")]
-    Backend(String),
     /// A leader's write made after its lease changed hands: refused, nothing changed.
     #[error(
         "the leader lease moved on (this controller held token {token}): the write was refused"
     )]
     Fenced { token: u64 },
+    #[error("store backend: {0}")]
+    Backend(String),
 }
 
 impl StoreError {
@@ -123,7 +123,6 @@ pub trait Store: Send + Sync + 'static {
     async fn fleet_settings(&self) -> StoreResult<Option<FleetSettings>>;
 
     async fn put_fleet_settings(&self, settings: &FleetSettings) -> StoreResult<()>;
-}
 
     /// The leader lease, in one conditional write: taken (token + 1) when it is
     /// free or expired at `now`, renewed (same token) when `holder` holds it,
@@ -155,3 +154,4 @@ pub trait Store: Send + Sync + 'static {
     /// refused with `Fenced` unless the lease's token is still `fence.token`,
     /// checked atomically with the write. Reads are as usual.
     fn fenced(&self, fence: Fence) -> Arc<dyn Store>;
+}

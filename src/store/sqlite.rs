@@ -143,10 +143,10 @@ type Res<T> = Result<T, Failure>;
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
-}
-
     /// Set in the leader's view: every write checks that the lease is still its.
     fence: Option<Arc<Fence>>,
+}
+
 impl SqliteStore {
     /// Opens (creating it and its parent folders if needed) the store at `path`, and
     /// brings its schema up to date.
@@ -173,9 +173,9 @@ impl SqliteStore {
             .map_err(|f| resolve(context, f))?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
+            fence: None,
         })
     }
-            fence: None,
 
     /// Runs `f` with the connection on the blocking pool; `context` says what was
     /// being done, for the error ("updating job j-1: database is locked").
@@ -193,8 +193,6 @@ impl SqliteStore {
         .await;
         joined.map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
     }
-}
-
 
     /// Runs `f` in a write transaction (see `write_tx`), after checking the fence
     /// of a fenced store in the same transaction.
@@ -214,6 +212,8 @@ impl SqliteStore {
         })
         .await
     }
+}
+
 /// A panic inside a closure poisons the mutex, but its transaction was rolled back
 /// when the panic unwound through it, so the connection is still sound.
 fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
@@ -735,8 +735,6 @@ impl Store for SqliteStore {
         })
         .await
     }
-}
-
 
     async fn acquire_lease(
         &self,
@@ -784,6 +782,8 @@ impl Store for SqliteStore {
             fence: Some(Arc::new(fence)),
         })
     }
+}
+
 #[cfg(test)]
 #[path = "sqlite_tests.rs"]
 mod tests;

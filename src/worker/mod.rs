@@ -77,10 +77,10 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
         .with_context(|| format!("creating work folder {}", config.work_dir.display()))?;
     let client = Client::new(&config.controller);
     let config = Arc::new(config);
+    let failover = Arc::new(failover::Failover::default());
     while !shutdown.is_cancelled() {
         let Some(worker) = register(&client, &config, &failover, &shutdown).await else {
             break;
-    let failover = Arc::new(failover::Failover::default());
         };
         // One registration lasts until the controller says we were lost (or
         // forgets us); then everything held is stopped and we register again.
@@ -89,10 +89,10 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
         let pinger = tokio::spawn(ping_loop(
             client.clone(),
             config.clone(),
+            failover.clone(),
             worker.clone(),
             held.clone(),
             epoch.clone(),
-            failover.clone(),
         ));
         let mut attempts = tokio::task::JoinSet::new();
         take_assignments(
@@ -123,10 +123,10 @@ fn follow_controller(client: &Client, config: &WorkerConfig, failover: &failover
 async fn register(
     client: &Client,
     config: &WorkerConfig,
+    failover: &failover::Failover,
     shutdown: &CancellationToken,
 ) -> Option<WorkerId> {
     let mut backoff = backon::BackoffBuilder::build(
-    failover: &failover::Failover,
         crate::runtime::loops::error_backoff().with_max_delay(Duration::from_secs(5)),
     );
     loop {
@@ -151,10 +151,10 @@ async fn register(
 async fn ping_loop(
     client: Client,
     config: Arc<WorkerConfig>,
+    failover: Arc<failover::Failover>,
     worker: WorkerId,
     held: Arc<Held>,
     epoch: CancellationToken,
-    failover: Arc<failover::Failover>,
 ) {
     loop {
         let list = held.list();
@@ -171,10 +171,10 @@ async fn ping_loop(
                 return;
             }
             Ok(reply) => {
+                failover.learn(reply.controllers);
                 for stale in &reply.stop {
                     tracing::info!(job = %stale.job, attempt = stale.attempt, "controller says stop this attempt");
                     held.stop(stale);
-                failover.learn(reply.controllers);
                 }
             }
             Err(ClientError::Api { status, message })
