@@ -174,3 +174,26 @@ fn the_batch_api_refuses_bad_batches_whole() {
     assert!(body["error"].as_str().unwrap().contains("twice"), "{body}");
     assert!(ctl.jobs().iter().all(|j| j["state"] == "created"));
 }
+
+#[test]
+fn a_quiet_job_uploads_no_empty_logs_and_they_read_as_empty() {
+    let dir = TestDir::new();
+    let jdl = dir.write("quiet.jdl", "[ Executable = \"/bin/true\"; ]");
+    let ctl = Controller::start(&dir);
+    let id = ctl.submit(&jdl);
+    let job = ctl.wait_done(&id, std::time::Duration::from_secs(60));
+    assert_eq!(job["state"], "succeeded", "{job:#}");
+    let attempt_dir = ctl.data_dir.join("blobs/jobs").join(&id).join("attempts/1");
+    let stored: Vec<String> = std::fs::read_dir(&attempt_dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", attempt_dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !stored.iter().any(|n| n == "stdout" || n == "stderr"),
+        "empty logs were stored: {stored:?}"
+    );
+    for stream in ["stdout", "stderr"] {
+        let run = ctl.drover(["logs", &id, "--stream", stream]).expect_ok("logs");
+        assert_eq!(run.stdout, "", "{run:#?}");
+    }
+}

@@ -212,7 +212,10 @@ impl AttemptContext {
             ("stderr", &result.stderr),
             ("worker", &result.worker_log),
         ] {
-            if path.exists() {
+            // An empty log is not uploaded: the controller answers a finished
+            // attempt's missing log as empty, and a quiet job saves a request.
+            let empty = std::fs::metadata(path).map_or(true, |m| m.len() == 0);
+            if !empty {
                 if let Err(e) = self.upload_file(a, blob, path).await {
                     tracing::warn!(job = %a.job, blob, error = %e, "uploading a log");
                 }
