@@ -161,6 +161,16 @@ class Drover:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def job_writes(ctl):
+    """Job record writes so far: one insert per job, plus one conditional write
+    per state change (the metric counts each change the store accepted)."""
+    text = urllib.request.urlopen(ctl.url + "/metrics", timeout=10).read().decode()
+    changes = sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines()
+                  if l.startswith("drover_job_transitions_total{"))
+    created = ctl.count("created,queued,assigned,running,succeeded,failed,cancelled", 1_000_000)
+    return changes + created
+
+
 def controller_flags(workers, slots, heartbeat=None, ping=None):
     flags = ["--max-workers", str(workers), "--min-workers", str(workers),
              "--slots-per-worker", str(slots), "--reconcile-interval", "500ms"]
@@ -222,7 +232,8 @@ def drover_throughput(work, n, sandboxes, workers, slots):
         assert len(out) == n, f"submit printed {len(out)} ids for {n} jobs"
         ctl.wait_idle(n + 1)  # + the warm-up job
         end = time.perf_counter()
-        return {"jobs_per_s": n / (end - start), "submit_s": submitted - start, "total_s": end - start}
+        return {"jobs_per_s": n / (end - start), "submit_s": submitted - start, "total_s": end - start,
+                "job_writes_per_job": job_writes(ctl) / (n + 1)}
     finally:
         ctl.stop()
 
@@ -363,7 +374,12 @@ def dispatch_bench(work, samples):
         ctl.stop()
 
 
-def failure_bench(work, heartbeat, ping):
+def failure_bench(work, heartbeat, ping, how=signal.SIGKILL):
+    """Time from a worker's failure to its job running on the other worker.
+
+    SIGKILL: the process is gone, which the local fleet sees at its next look.
+    SIGSTOP: the worker hangs (alive but silent, as behind a network partition),
+    so only the missed heartbeats tell."""
     flags = controller_flags(2, 1, heartbeat, ping) if heartbeat else controller_flags(2, 1)
     ctl = Drover(work, *flags)
     try:
@@ -381,7 +397,7 @@ def failure_bench(work, heartbeat, ping):
         assert victims, f"no process for worker {worker}: {ctl.worker_pids()}"
         killed = time.time()
         for pid in victims:
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, how)
         while True:
             j = ctl.request("GET", f"/v1/jobs/{job}")
             if len(j["attempts"]) >= 2 and j["attempts"][-1].get("started_at"):
@@ -391,6 +407,9 @@ def failure_bench(work, heartbeat, ping):
             time.sleep(0.02)
         return {"rerun_s": (j["attempts"][-1]["started_at"] / 1000) - killed}
     finally:
+        if how == signal.SIGSTOP:
+            for pid, _ in ctl.worker_pids():
+                os.kill(pid, signal.SIGCONT)
         ctl.stop()
 
 
@@ -453,10 +472,12 @@ def main():
             log("dispatch latency")
             results["dispatch"] = [dispatch_bench(work, args.dispatch) for _ in range(args.runs)]
         if "failure" in parts:
-            log("failure detection (default heartbeat: 15s timeout, 5s pings)")
-            results["failure_default"] = [failure_bench(work, None, None)]
-            log("failure detection (short heartbeat: 2s timeout, 300ms pings)")
-            results["failure_short"] = [failure_bench(work, "2s", "300ms") for _ in range(args.runs)]
+            for how, label in ((signal.SIGKILL, "kill"), (signal.SIGSTOP, "hang")):
+                log(f"failure detection, worker {label}: default heartbeat (15s timeout, 5s pings)")
+                results[f"failure_{label}_default"] = [failure_bench(work, None, None, how)]
+                log(f"failure detection, worker {label}: short heartbeat (2s timeout, 300ms pings)")
+                results[f"failure_{label}_short"] = [failure_bench(work, "2s", "300ms", how)
+                                                     for _ in range(args.runs)]
         if "scale" in parts:
             log("controller scale")
             results["scale"] = [scale_bench(args.skip_build)]
@@ -490,6 +511,8 @@ def report(res):
         for k, v in t.items():
             lines.append(f"| {names[k]} | {med[k]:.0f} | {', '.join('%.0f' % r['jobs_per_s'] for r in v)} |")
         lines.append("")
+        writes = statistics.median(r["job_writes_per_job"] for r in t["drover_bare"])
+        lines.append(f"job record writes per job (insert + conditional updates): {writes:.2f}")
         for d in ("drover_bare", "drover_sandboxes"):
             for p in ("hyperqueue", "parallel"):
                 lines.append(f"ratio {d} / {p}: {med[d] / med[p]:.2f}")
@@ -505,9 +528,12 @@ def report(res):
         lines.append("")
         lines.append(f"dispatch (submit to start, idle cluster): p50 {median_of(d, 'dispatch_p50_ms'):.0f} ms, "
                      f"p99 {median_of(d, 'dispatch_p99_ms'):.0f} ms")
-    for k, label in (("failure_default", "default heartbeat (15s)"), ("failure_short", "short heartbeat (2s)")):
+    for k, label in (("failure_kill_default", "killed (SIGKILL), default heartbeat (15s)"),
+                     ("failure_kill_short", "killed (SIGKILL), short heartbeat (2s)"),
+                     ("failure_hang_default", "hung (SIGSTOP), default heartbeat (15s)"),
+                     ("failure_hang_short", "hung (SIGSTOP), short heartbeat (2s)")):
         if k in res:
-            lines.append(f"worker kill to job running elsewhere, {label}: {median_of(res[k], 'rerun_s'):.2f} s")
+            lines.append(f"worker {label} to its job running elsewhere: {median_of(res[k], 'rerun_s'):.2f} s")
     if "scale" in res:
         s = res["scale"][0]
         lines.append("")
