@@ -1,5 +1,7 @@
 //! The HTTP client of the controller's API, used by the CLI and the worker agent.
 
+mod records;
+
 use crate::api::wire::*;
 use reconcilers::{
     messages::Message,

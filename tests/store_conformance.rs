@@ -15,10 +15,13 @@ mod moto;
 mod jobs;
 #[path = "store_conformance/lease.rs"]
 mod lease;
+#[path = "store_conformance/records.rs"]
+mod records;
 #[path = "store_conformance/workers.rs"]
 mod workers;
 use jobs::*;
 use lease::*;
+use records::*;
 use workers::*;
 
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -138,6 +141,10 @@ on_both_stores!(
     a_late_heartbeat_through_another_controller_does_not_move_last_ping_back,
     sixty_heartbeats_in_one_call_all_land,
     instances_and_fleet_settings_round_trip,
+    a_record_is_created_once_read_back_and_listed_by_name,
+    a_record_update_is_conditional_on_the_version_read,
+    of_applies_racing_from_the_same_version_exactly_one_wins,
+    a_record_delete_is_conditional_on_the_version_read,
     a_free_lease_is_taken_renewed_and_refused_to_others_until_it_expires,
     of_controllers_racing_for_a_free_lease_exactly_one_wins,
     a_released_lease_is_taken_at_once_and_a_stale_release_changes_nothing,
@@ -241,7 +248,8 @@ async fn create_tables_twice_is_fine_and_keeps_the_data() {
             "drover-jobs",
             "drover-workers",
             "drover-instances",
-            "drover-settings"
+            "drover-settings",
+            "drover-records"
         ]
     );
     assert_eq!(ids(&again.active_jobs().await.unwrap()), ["j-1"]);

@@ -24,8 +24,17 @@ fn record(generation: u64, h: &str, job: &str) -> JobRecord {
 #[test]
 fn a_first_apply_creates_generation_one() {
     assert_eq!(decide(None, &hash("a"), false), Ok(ApplyDecision::Create));
-    let r = next_record(&name("render"), None, &hash("a"), &JobId::new("j1"), Timestamp(5));
-    assert_eq!((r.generation, r.version, r.created_at), (1, 0, Timestamp(5)));
+    let r = next_record(
+        &name("render"),
+        None,
+        &hash("a"),
+        &JobId::new("j1"),
+        Timestamp(5),
+    );
+    assert_eq!(
+        (r.generation, r.version, r.created_at),
+        (1, 0, Timestamp(5))
+    );
     assert_eq!(r.job, JobId::new("j1"));
 }
 
@@ -52,9 +61,18 @@ fn a_changed_manifest_of_a_finished_job_is_the_next_generation() {
             Ok(ApplyDecision::NewGeneration)
         );
     }
-    let next = next_record(&r.name, Some(&r), &hash("b"), &JobId::new("j4"), Timestamp(30));
+    let next = next_record(
+        &r.name,
+        Some(&r),
+        &hash("b"),
+        &JobId::new("j4"),
+        Timestamp(30),
+    );
     assert_eq!(next.generation, 4);
-    assert_eq!(next.version, 4, "the write is conditional on the version read");
+    assert_eq!(
+        next.version, 4,
+        "the write is conditional on the version read"
+    );
     assert_eq!(next.created_at, Timestamp(10));
     assert_eq!(next.updated_at, Timestamp(30));
     assert_eq!(next.hash, hash("b"));

@@ -7,6 +7,7 @@
 mod batch;
 mod error;
 mod jobs;
+pub mod records;
 pub mod wire;
 mod workers;
 
@@ -49,7 +50,15 @@ pub fn router(c: Ctx) -> Router {
             "/v1/jobs/{id}/attempts/{n}/{blob}",
             put(workers::upload_attempt_blob),
         )
-        .route("/v1/messages", post(workers::message));
+        .route("/v1/messages", post(workers::message))
+        .route("/v1/records", get(records::list))
+        .route(
+            "/v1/records/{name}",
+            get(records::get)
+                .put(records::apply)
+                .delete(records::delete),
+        )
+        .route("/v1/records/{name}/plan", post(records::plan));
     #[cfg(feature = "aws")]
     let router = router.route("/sns", post(crate::hints::receive::handler));
     router

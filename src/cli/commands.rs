@@ -113,6 +113,43 @@ pub async fn dispatch(command: Command) -> anyhow::Result<u8> {
             print!("{text}");
             Ok(0)
         }
+        Command::Apply {
+            files,
+            replace,
+            dry_run,
+            addr,
+        } => super::records::apply(&Client::new(&addr.controller), &files, replace, dry_run).await,
+        Command::Get {
+            name,
+            files,
+            json,
+            addr,
+        } => {
+            super::records::get(
+                &Client::new(&addr.controller),
+                name.as_deref(),
+                &files,
+                json,
+            )
+            .await
+        }
+        Command::Delete { name, addr } => {
+            super::records::delete(&Client::new(&addr.controller), &name).await
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = super::Cli::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "drover", &mut script);
+            // A closed pipe (`| head`) is the reader's choice, not a failure.
+            match std::io::Write::write_all(&mut std::io::stdout(), &script) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    Err(e).context("writing the completion script")?
+                }
+                _ => {}
+            }
+            Ok(0)
+        }
         Command::Jdl(JdlCommand::Check { files }) => Ok(super::jdl::check(&files)),
         Command::Jdl(JdlCommand::Fmt { file }) => super::jdl::fmt(&file),
         Command::Config(ConfigCommand::Check { config }) => Ok(super::admin::print_check(&config)),

@@ -3,9 +3,10 @@
 mod admin;
 mod commands;
 mod jdl;
+mod records;
 
 use crate::config::parse_duration;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 #[derive(Parser)]
@@ -18,17 +19,27 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
         drover controller                          start a long-running controller (state in ./.drover/)\n  \
         drover submit manifests/jobs/hello.jdl     submit a job; prints its id\n  \
         drover wait ID && drover fetch ID --out out/\n  \
-        drover jdl check job.jdl                   check a JDL file"
+        drover apply -f manifests/jobs/            make the controller's job records match the manifests\n  \
+        drover get                                 the job records and their jobs' states\n  \
+        drover jobs                                the newest jobs, as a table\n  \
+        drover jdl check job.jdl                   check a JDL file\n\n\
+        Shell completions: drover completions bash > ~/.local/share/bash-completion/completions/drover"
 )]
 pub struct Cli {
-    /// Log as JSON lines instead of human-readable text.
-    #[arg(long, global = true)]
-    log_json: bool,
+    /// How logs (on stderr) are written: human-readable text, or one JSON object a line.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
     /// More logging (-v: info, -vv: debug). RUST_LOG overrides it.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
 }
 
 #[derive(Args, Clone)]
@@ -107,6 +118,10 @@ enum Command {
     /// The worker agent (started by the controller's fleet).
     Worker(WorkerArgs),
     /// Submit a job from a JDL file or from flags; prints its id alone on stdout.
+    #[command(after_help = "Examples:\n  \
+        drover submit manifests/jobs/hello.jdl\n  \
+        id=$(drover submit job.jdl) && drover wait $id && drover fetch $id\n  \
+        drover submit --executable /bin/sh --argument -c --argument 'echo hi > out.txt' --output out.txt")]
     Submit {
         /// The job's JDL file.
         #[arg(required_unless_present = "executable")]
@@ -116,7 +131,10 @@ enum Command {
         #[command(flatten)]
         addr: ControllerAddr,
     },
-    /// Show a job: state, exit code, reason and every attempt.
+    /// Show a job: state, exit code, reason, worker, timings and every attempt.
+    #[command(after_help = "Examples:\n  \
+        drover status j0mfz81k2a3b9x\n  \
+        drover status j0mfz81k2a3b9x --json | jq .attempts")]
     Status {
         id: String,
         #[arg(long)]
@@ -124,7 +142,11 @@ enum Command {
         #[command(flatten)]
         addr: ControllerAddr,
     },
-    /// List jobs, newest first.
+    /// List jobs, newest first, as a table (--json for scripts).
+    #[command(after_help = "Examples:\n  \
+        drover jobs\n  \
+        drover jobs --state queued,running --limit 20\n  \
+        drover jobs --state failed --json | jq -r '.[].id'")]
     Jobs {
         /// Only these states (comma-separated: queued,running,...).
         #[arg(long, default_value = "")]
@@ -137,6 +159,9 @@ enum Command {
         addr: ControllerAddr,
     },
     /// Wait for jobs to finish; exits 0 only if all succeeded.
+    #[command(after_help = "Examples:\n  \
+        drover wait j0mfz81k2a3b9x\n  \
+        drover wait $(drover jobs --state queued,running --json | jq -r '.[].id') --timeout 30m")]
     Wait {
         #[arg(required = true)]
         ids: Vec<String>,
@@ -149,6 +174,9 @@ enum Command {
         addr: ControllerAddr,
     },
     /// Download a finished job's output archive and unpack it into a folder.
+    #[command(after_help = "Examples:\n  \
+        drover fetch j0mfz81k2a3b9x                  into ./j0mfz81k2a3b9x/\n  \
+        drover fetch j0mfz81k2a3b9x --out results/")]
     Fetch {
         id: String,
         /// The folder to unpack into (default: ./<job-id>/).
@@ -175,6 +203,67 @@ enum Command {
         #[command(flatten)]
         addr: ControllerAddr,
     },
+    /// Make the controller's job records match manifests (JDL files), as `kubectl
+    /// apply` does: an unchanged manifest is left alone, a changed one whose job
+    /// finished becomes a new generation, a changed one whose job is still in
+    /// flight is refused unless --replace.
+    #[command(
+        after_help = "A record's name is the manifest's JobName, else its file's stem. Its hash \
+        covers the canonical JDL and the contents of every input file, so editing an input \
+        changes it too.\n\n\
+        Examples:\n  \
+        drover apply -f manifests/jobs/hello.jdl\n  \
+        drover apply -f manifests/jobs/             every *.jdl in the folder\n  \
+        drover apply -f render.jdl --replace        cancel the running job, submit the changed one\n  \
+        drover apply -f manifests/jobs/ --dry-run   say what would happen"
+    )]
+    Apply {
+        /// A manifest, or a folder of them (its *.jdl files); repeatable.
+        #[arg(short = 'f', long = "file", required = true)]
+        files: Vec<PathBuf>,
+        /// Cancel a job still queued or running whose manifest changed, and submit the new one.
+        #[arg(long)]
+        replace: bool,
+        /// Say what each manifest would do; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        addr: ControllerAddr,
+    },
+    /// Show job records: generation, current job and its state, manifest hash.
+    #[command(
+        after_help = "With -f, a MANIFEST column says whether each record still matches \
+        the manifest on disk (drift).\n\n\
+        Examples:\n  \
+        drover get\n  \
+        drover get hello\n  \
+        drover get -f manifests/jobs/               which manifests changed since applied"
+    )]
+    Get {
+        /// One record (default: all).
+        name: Option<String>,
+        /// Manifests to compare the records with (files or folders).
+        #[arg(short = 'f', long = "file")]
+        files: Vec<PathBuf>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        addr: ControllerAddr,
+    },
+    /// Delete a job record, cancelling its job if it is still queued or running
+    /// (finished jobs stay, as history).
+    #[command(after_help = "Example:\n  drover delete hello")]
+    Delete {
+        name: String,
+        #[command(flatten)]
+        addr: ControllerAddr,
+    },
+    /// Print a shell completion script.
+    #[command(after_help = "Examples:\n  \
+        drover completions bash > ~/.local/share/bash-completion/completions/drover\n  \
+        drover completions zsh > \"${fpath[1]}/_drover\"\n  \
+        drover completions fish > ~/.config/fish/completions/drover.fish")]
+    Completions { shell: clap_complete::Shell },
     /// Check or format JDL files.
     #[command(subcommand)]
     Jdl(JdlCommand),
@@ -232,6 +321,10 @@ pub struct WorkerArgs {
     /// Largest output archive uploaded, in bytes.
     #[arg(long, default_value_t = 1 << 30)]
     max_output_bytes: u64,
+    /// The most disk one attempt's folder may take, in bytes: a job that writes
+    /// more is stopped and fails, saying so (default: only the disk's size).
+    #[arg(long, env = "DROVER_MAX_SANDBOX_BYTES")]
+    max_sandbox_bytes: Option<u64>,
     /// The cluster tag the local fleet recognises its workers by.
     #[arg(long, default_value = "")]
     cluster: String,
@@ -252,8 +345,13 @@ fn init_logging(cli: &Cli, default: &str) {
         _ => "debug",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if cli.log_json {
+    // Colours only for people: a file or a pipe gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    if cli.log_format == LogFormat::Json {
         builder.json().init();
     } else {
         builder.init();

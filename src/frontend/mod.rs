@@ -5,9 +5,11 @@
 pub mod bulk;
 pub mod generate;
 pub mod pack;
+mod progress;
 mod show;
+pub mod table;
 
-pub use show::{print_job, print_jobs};
+pub use show::{print_job, print_jobs, time};
 
 use crate::{
     archive::{unpack_tar_gz_file, UnpackLimits},
@@ -49,6 +51,17 @@ pub async fn submit(
     for w in &plan.job().warnings {
         eprintln!("{w}");
     }
+    let (id, jdl) = upload(client, plan).await?;
+    let job = client
+        .submit(&id, jdl)
+        .await
+        .with_context(|| format!("submitting job {id}"))?;
+    Ok(job)
+}
+
+/// Allocates a job id and uploads the plan's input archive (with a progress bar
+/// on a terminal); returns the id and the JDL to submit it with.
+pub async fn upload(client: &Client, plan: pack::PackPlan) -> anyhow::Result<(JobId, String)> {
     let id = client.allocate().await?;
     let mut archive = tempfile::NamedTempFile::new()
         .context("creating a temporary file for the input archive")?;
@@ -76,18 +89,16 @@ pub async fn submit(
                 .with_context(uploading)?;
         }
         None => {
-            let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
-            client
-                .upload_input(&id, body)
-                .await
-                .with_context(uploading)?;
+            let len = file.metadata().await.map_or(0, |m| m.len());
+            let pb = progress::bytes(len, format!("uploading input of {id}"));
+            let chunks = tokio_util::io::ReaderStream::new(file);
+            let body = reqwest::Body::wrap_stream(progress::counted(chunks, pb.clone()));
+            let sent = client.upload_input(&id, body).await;
+            pb.finish_and_clear();
+            sent.with_context(uploading)?;
         }
     }
-    let job = client
-        .submit(&id, packed.jdl)
-        .await
-        .with_context(|| format!("submitting job {id}"))?;
-    Ok(job)
+    Ok((id, packed.jdl))
 }
 
 /// Waits for every job to finish; long polls, so a finished job is seen at once.
@@ -98,6 +109,9 @@ pub async fn wait_all(
 ) -> anyhow::Result<Vec<Job>> {
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     let mut done = Vec::with_capacity(ids.len());
+    // One job's wait needs no bar; many show how many finished, and how.
+    let pb = (ids.len() > 1).then(|| progress::jobs(ids.len() as u64));
+    let mut failed = 0;
     for id in ids {
         loop {
             let poll = match deadline {
@@ -108,13 +122,30 @@ pub async fn wait_all(
             };
             let job = client.wait(id, poll).await?;
             if job.state.is_terminal() {
+                if job.state != JobState::Succeeded {
+                    failed += 1;
+                }
+                if let Some(pb) = &pb {
+                    pb.inc(1);
+                    pb.set_message(format!("({failed} not succeeded)"));
+                }
                 done.push(job);
                 break;
             }
             if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
-                anyhow::bail!("timed out waiting for job {id} (it is {})", job.state);
+                if let Some(pb) = &pb {
+                    pb.abandon();
+                }
+                anyhow::bail!(
+                    "timed out waiting for job {id} (it is {}): wait longer with --timeout, \
+                     or see where it is with `drover status {id}`",
+                    job.state
+                );
             }
         }
+    }
+    if let Some(pb) = pb {
+        pb.finish_and_clear();
     }
     Ok(done)
 }
@@ -127,12 +158,17 @@ pub async fn fetch(client: &Client, id: &JobId, out: &Path) -> anyhow::Result<u6
         tempfile::NamedTempFile::new().context("creating a temporary file for the download")?;
     {
         let mut file = tokio::fs::File::from_std(archive.as_file_mut().try_clone()?);
-        let mut body = resp.bytes_stream();
+        let pb = progress::bytes(
+            resp.content_length().unwrap_or(0),
+            format!("downloading output of {id}"),
+        );
+        let mut body = progress::counted(resp.bytes_stream(), pb.clone());
         while let Some(chunk) = body.next().await {
             file.write_all(&chunk.context("downloading the output archive")?)
                 .await?;
         }
         file.flush().await?;
+        pb.finish_and_clear();
     }
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let (path, dest) = (archive.path().to_path_buf(), out.to_path_buf());

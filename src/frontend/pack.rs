@@ -7,6 +7,7 @@
 //! uploads only on `Ok` never uploads half a job. `plan_*` does the checking alone
 //! (for a caller that wants the job id first), `pack_*` checks and writes.
 
+mod digest;
 mod error;
 mod inputs;
 mod parametric;

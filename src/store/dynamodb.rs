@@ -1,6 +1,6 @@
-//! The DynamoDB store (AWS): the same `Store` as SQLite, on four DynamoDB tables
-//! (`PREFIX-jobs`, `-workers`, `-instances`, `-settings`). docs/aws-dynamodb.md
-//! describes the tables, keys, indexes and item shapes, and why they are so.
+//! The DynamoDB store (AWS): the same `Store` as SQLite, on five DynamoDB tables
+//! (`PREFIX-jobs`, `-workers`, `-instances`, `-settings`, `-records`).
+//! docs/aws-dynamodb.md describes the tables, keys, indexes and item shapes, and why they are so.
 //!
 //! Every change of a job is one conditional PutItem on its version (a stale
 //! decision is refused, never applied); heartbeats, the one kind of monotonic
@@ -13,6 +13,7 @@ mod items;
 mod jobs;
 mod lease;
 mod paging;
+mod records;
 mod tables;
 mod workers;
 
@@ -34,6 +35,8 @@ struct Tables {
     workers: String,
     instances: String,
     settings: String,
+    /// Declarative job records (`drover apply`), by name.
+    records: String,
 }
 
 /// The DynamoDB store. Cheap to clone: clones share the client and the memory of
@@ -56,8 +59,8 @@ pub struct DynamoStore {
 }
 
 impl DynamoStore {
-    /// A store on the tables `{table_prefix}-jobs`, `-workers`, `-instances` and
-    /// `-settings` (`drover init` creates them: `create_tables`).
+    /// A store on the tables `{table_prefix}-jobs`, `-workers`, `-instances`,
+    /// `-settings` and `-records` (`drover init` creates them: `create_tables`).
     pub fn new(sdk: &aws_config::SdkConfig, table_prefix: &str) -> DynamoStore {
         // Throttling (ProvisionedThroughputExceededException, ThrottlingException,
         // RequestLimitExceeded) and transient errors are retried by the SDK's
@@ -87,6 +90,7 @@ impl DynamoStore {
                 workers: name("workers"),
                 instances: name("instances"),
                 settings: name("settings"),
+                records: name("records"),
             }),
             page_size: None,
             beats: Arc::default(),
@@ -102,9 +106,9 @@ impl DynamoStore {
     }
 
     /// The table names, for messages and for `drover init` to print.
-    pub fn table_names(&self) -> [&str; 4] {
+    pub fn table_names(&self) -> [&str; 5] {
         let t = &self.tables;
-        [&t.jobs, &t.workers, &t.instances, &t.settings]
+        [&t.jobs, &t.workers, &t.instances, &t.settings, &t.records]
     }
 }
 

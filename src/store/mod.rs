@@ -7,8 +7,10 @@ pub mod dynamodb;
 pub mod sqlite;
 
 mod lease;
+mod records;
 
 pub use lease::{Fence, Lease};
+pub use records::{JobRecords, RecordWrite};
 
 use async_trait::async_trait;
 use reconcilers::model::{
@@ -61,8 +63,9 @@ pub struct JobFilter {
     pub limit: Option<usize>,
 }
 
+/// Every store keeps the declarative job records too (`records.rs`).
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: JobRecords + Send + Sync + 'static {
     /// Inserts a new job; refuses with `AlreadyExists` if the id is taken.
     async fn create_job(&self, job: &Job) -> StoreResult<()>;
 

@@ -10,6 +10,7 @@
 //! the lease's token inside the transaction of every write it makes.
 
 mod lease;
+mod records;
 
 use super::{Fence, Heartbeat, JobFilter, Lease, Store, StoreError, StoreResult};
 use async_trait::async_trait;
@@ -74,6 +75,7 @@ const MIGRATIONS: &[&str] = &[
     );"
     ),
     lease::MIGRATION,
+    records::MIGRATION,
 ];
 
 const JOB_COLUMNS: &str =

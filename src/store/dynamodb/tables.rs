@@ -7,6 +7,7 @@ use super::items::{
     WORKER_INDEX, WORKER_PK, WORKER_SK,
 };
 use super::paging::backend;
+use super::records::RECORD_KEY;
 use super::DynamoStore;
 use crate::store::{StoreError, StoreResult};
 use aws_sdk_dynamodb::operation::create_table::CreateTableError;
@@ -86,6 +87,11 @@ impl DynamoStore {
             TableSpec {
                 name: &t.settings,
                 key: plain(SETTINGS_KEY),
+                indexes: vec![],
+            },
+            TableSpec {
+                name: &t.records,
+                key: plain(RECORD_KEY),
                 indexes: vec![],
             },
         ]

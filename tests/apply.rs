@@ -1,0 +1,216 @@
+//! Declarative job records on a real controller: `drover apply -f FILE|DIR`,
+//! `drover get`, `drover delete`, as a user runs them.
+
+mod common;
+
+use common::{Controller, TestDir};
+use serde_json::Value;
+use std::time::Duration;
+
+const WITHIN: Duration = Duration::from_secs(30);
+
+/// A manifest that ships `data.txt` and copies it to its output.
+const COPY: &str = r#"[
+  JobName = "copy";
+  Executable = "/bin/cp";
+  Arguments = "data.txt out.txt";
+  InputSandbox = {"data.txt"};
+  OutputSandbox = {"out.txt"};
+]
+"#;
+
+fn sleeper(seconds: u32) -> String {
+    format!("[ Executable = \"/bin/sleep\"; Arguments = \"{seconds}\"; ]\n")
+}
+
+fn record(ctl: &Controller, name: &str) -> Value {
+    let run = ctl.drover(["get", name, "--json"]).expect_ok("drover get");
+    run.json()[0].clone()
+}
+
+#[test]
+fn an_unchanged_manifest_applied_twice_makes_one_job_and_a_changed_input_file_a_new_generation() {
+    let dir = TestDir::new();
+    dir.write("copy.jdl", COPY);
+    dir.write("data.txt", "first\n");
+    let ctl = Controller::start(&dir);
+
+    let first = ctl.drover(["apply", "-f", "copy.jdl"]).expect_ok("apply");
+    assert!(
+        first
+            .stdout
+            .starts_with("copy: created, generation 1, job "),
+        "{first:#?}"
+    );
+    let again = ctl
+        .drover(["apply", "-f", "copy.jdl"])
+        .expect_ok("apply again");
+    assert!(
+        again.stdout.starts_with("copy: unchanged, generation 1"),
+        "{again:#?}"
+    );
+    assert_eq!(
+        ctl.jobs().len(),
+        1,
+        "an unchanged manifest makes no second job"
+    );
+
+    let gen1 = record(&ctl, "copy");
+    let job1 = gen1["job"].as_str().unwrap().to_string();
+    assert_eq!(ctl.wait_done(&job1, WITHIN)["state"], "succeeded");
+
+    // Only an input file changes: the hash covers its contents, so this is drift.
+    dir.write("data.txt", "second\n");
+    let drift = ctl.drover(["get", "-f", "."]).expect_ok("get -f");
+    assert!(drift.stdout.contains("MANIFEST"), "{drift:#?}");
+    assert!(drift.stdout.contains("changed ("), "{drift:#?}");
+
+    let second = ctl
+        .drover(["apply", "-f", "copy.jdl"])
+        .expect_ok("apply changed");
+    assert!(
+        second
+            .stdout
+            .starts_with("copy: changed: new generation, generation 2"),
+        "{second:#?}"
+    );
+    let gen2 = record(&ctl, "copy");
+    assert_eq!(gen2["generation"], 2);
+    assert_ne!(gen2["hash"], gen1["hash"]);
+    assert_eq!(gen2["created_at"], gen1["created_at"]);
+    let job2 = gen2["job"].as_str().unwrap().to_string();
+    assert_ne!(job2, job1);
+    assert_eq!(ctl.jobs().len(), 2);
+    assert_eq!(ctl.wait_done(&job2, WITHIN)["state"], "succeeded");
+    ctl.drover(["fetch", &job2, "--out", "out2"])
+        .expect_ok("fetch");
+    assert_eq!(common::read(&dir.join("out2/out.txt")), "second\n");
+
+    let synced = ctl.drover(["get", "-f", "copy.jdl"]).expect_ok("get -f");
+    assert!(synced.stdout.contains("in sync"), "{synced:#?}");
+}
+
+#[test]
+fn a_changed_manifest_of_a_running_job_is_refused_and_replace_cancels_and_resubmits_it() {
+    let dir = TestDir::new();
+    dir.write("nap.jdl", &sleeper(60));
+    let ctl = Controller::start(&dir);
+    ctl.drover(["apply", "-f", "nap.jdl"]).expect_ok("apply");
+    let job1 = record(&ctl, "nap")["job"].as_str().unwrap().to_string();
+    ctl.wait_job(&job1, WITHIN, "running", |j| j["state"] == "running");
+
+    dir.write("nap.jdl", &sleeper(61));
+    let refused = ctl.drover(["apply", "-f", "nap.jdl"]);
+    assert_eq!(refused.code, Some(1), "{refused:#?}");
+    assert!(refused.stderr.contains("still running"), "{refused:#?}");
+    assert!(refused.stderr.contains("--replace"), "{refused:#?}");
+    assert_eq!(
+        record(&ctl, "nap")["generation"],
+        1,
+        "a refusal changes nothing"
+    );
+    assert_eq!(ctl.jobs().len(), 1, "and submits nothing");
+
+    let dry = ctl.drover(["apply", "-f", "nap.jdl", "--replace", "--dry-run"]);
+    assert!(
+        dry.stdout.contains("would be changed: replaced"),
+        "{dry:#?}"
+    );
+    assert_eq!(ctl.jobs().len(), 1, "a dry run submits nothing");
+
+    let replaced = ctl
+        .drover(["apply", "-f", "nap.jdl", "--replace"])
+        .expect_ok("apply --replace");
+    assert!(
+        replaced.stdout.contains(&format!("job {job1} cancelled")),
+        "{replaced:#?}"
+    );
+    assert_eq!(ctl.wait_done(&job1, WITHIN)["state"], "cancelled");
+    let gen2 = record(&ctl, "nap");
+    assert_eq!(gen2["generation"], 2);
+    let job2 = gen2["job"].as_str().unwrap().to_string();
+    ctl.wait_job(&job2, WITHIN, "running", |j| j["state"] == "running");
+
+    let deleted = ctl.drover(["delete", "nap"]).expect_ok("delete");
+    assert!(
+        deleted
+            .stdout
+            .contains(&format!("its job {job2} was cancelled")),
+        "{deleted:#?}"
+    );
+    assert_eq!(ctl.wait_done(&job2, WITHIN)["state"], "cancelled");
+    let gone = ctl.drover(["get", "nap"]);
+    assert_eq!(gone.code, Some(2), "{gone:#?}");
+    assert!(gone.stderr.contains("no job record `nap`"), "{gone:#?}");
+    let none = ctl.drover(["get"]).expect_ok("get");
+    assert!(none.stdout.contains("no job records"), "{none:#?}");
+    // Applied again after a delete, it starts over at generation 1.
+    ctl.drover(["apply", "-f", "nap.jdl"]).expect_ok("apply");
+    assert_eq!(record(&ctl, "nap")["generation"], 1);
+}
+
+#[test]
+fn a_folder_applies_each_manifest_named_by_jobname_or_file_stem() {
+    let dir = TestDir::new();
+    dir.write("jobs/alpha.jdl", "[ Executable = \"/bin/true\"; ]\n");
+    dir.write(
+        "jobs/b.jdl",
+        "[ JobName = \"bee\"; Executable = \"/bin/true\"; ]\n",
+    );
+    dir.write("jobs/notes.txt", "not a manifest\n");
+    let ctl = Controller::start(&dir);
+    let run = ctl
+        .drover(["apply", "-f", "jobs"])
+        .expect_ok("apply a folder");
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{run:#?}");
+    assert!(lines[0].starts_with("alpha: created"), "{run:#?}");
+    assert!(lines[1].starts_with("bee: created"), "{run:#?}");
+    let table = ctl.drover(["get"]).expect_ok("get");
+    let names: Vec<&str> = table
+        .stdout
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(names, ["alpha", "bee"], "{table:#?}");
+}
+
+#[test]
+fn bad_manifests_are_refused_before_anything_is_sent() {
+    // No controller at all: these are caught on the client.
+    let dir = TestDir::new();
+    dir.write(
+        "spaced.jdl",
+        "[ JobName = \"two words\"; Executable = \"/bin/true\"; ]\n",
+    );
+    let run = dir.drover(["apply", "-f", "spaced.jdl"]);
+    assert_eq!(run.code, Some(2), "{run:#?}");
+    assert!(
+        run.stderr
+            .contains("spaced.jdl: `two words` cannot name a job record"),
+        "{run:#?}"
+    );
+
+    dir.write(
+        "twins/a.jdl",
+        "[ JobName = \"same\"; Executable = \"/bin/true\"; ]\n",
+    );
+    dir.write(
+        "twins/b.jdl",
+        "[ JobName = \"same\"; Executable = \"/bin/true\"; ]\n",
+    );
+    let run = dir.drover(["apply", "-f", "twins"]);
+    assert_eq!(run.code, Some(2), "{run:#?}");
+    assert!(
+        run.stderr.contains("both name the job record `same`"),
+        "{run:#?}"
+    );
+
+    std::fs::create_dir_all(dir.join("empty")).unwrap();
+    let run = dir.drover(["apply", "-f", "empty"]);
+    assert!(
+        run.stderr.contains("no manifests (*.jdl files)"),
+        "{run:#?}"
+    );
+}
