@@ -75,6 +75,7 @@ fn a_restarted_controller_launches_nothing_twice_terminates_leaked_instances_and
     );
     // Six jobs of four seconds on three workers of two slots: all run at once,
     // and they are still running when the controller dies.
+    let started = Instant::now();
     let jdl = sleeper(&dir, 4);
     let ids: Vec<String> = (0..6).map(|_| first.submit(&jdl)).collect();
     wait_jobs(&first, &ids, Duration::from_secs(60), "started", |j| {
@@ -99,8 +100,10 @@ fn a_restarted_controller_launches_nothing_twice_terminates_leaked_instances_and
     // given, which the new controller listens on again: it adopts them. Its
     // outage was shorter than the heartbeat timeout (3s), so no worker is lost
     // and nothing runs twice.
-    for job in wait_jobs(&second, &ids, Duration::from_secs(60), "finished", is_final) {
-        assert_succeeded_once(&job, &second);
+    let jobs = wait_jobs(&second, &ids, Duration::from_secs(60), "finished", is_final);
+    let finished = killed.elapsed() - down;
+    for job in &jobs {
+        assert_succeeded_once(job, &second);
     }
     assert_eq!(second.metric("drover_workers_lost_total"), 0.0);
 
@@ -138,6 +141,35 @@ fn a_restarted_controller_launches_nothing_twice_terminates_leaked_instances_and
         second.metric("drover_instances_terminated_total{reason=\"idle\"}"),
         launched
     );
+    let (lost, duplicated) = lost_and_duplicated(&jobs);
+    println!(
+        "FIGURES fault=controller_killed test=moto jobs={} lost={lost} duplicated={duplicated} \
+         leaked_instances={} kills=1 planted_leak_terminated_after_ms={} outage_ms={} \
+         restart_to_all_finished_ms={} run_s={:.1}",
+        jobs.len(),
+        aws::running_instances(&moto, &s.cluster),
+        gone.as_millis(),
+        down.as_millis(),
+        finished.as_millis(),
+        started.elapsed().as_secs_f64(),
+    );
+}
+
+/// Jobs that did not succeed, and jobs with more than one succeeded attempt.
+fn lost_and_duplicated(jobs: &[Value]) -> (usize, usize) {
+    let lost = jobs.iter().filter(|j| j["state"] != "succeeded").count();
+    let duplicated = jobs
+        .iter()
+        .filter(|j| {
+            let attempts = j["attempts"].as_array().cloned().unwrap_or_default();
+            attempts
+                .iter()
+                .filter(|a| a["outcome"] == "succeeded")
+                .count()
+                > 1
+        })
+        .count();
+    (lost, duplicated)
 }
 
 // ---------------------------------------------------------------------------
@@ -206,7 +238,9 @@ fn ec2_throttling_is_waited_out_and_every_job_finishes() {
 
     let (passed, refused) = t.proxy.count(&Match::AnyEc2);
     assert_eq!(refused, 4 + 3 + 4, "every injected refusal was met");
-    assert!(passed > refused, "{passed} EC2 calls went through");
+    // Every refused call went through when tried again (the fleet makes few
+    // EC2 calls: no more than were refused, in a short run).
+    assert!(passed >= 3, "{passed} EC2 calls went through");
     assert_every_refusal_was_retried(&t.proxy.seen());
     // Each refused RunInstances was sent again with the same ClientToken and
     // launch key: three instances launched, three RunInstances through, no
@@ -329,6 +363,11 @@ fn workers_whose_pings_arrive_while_heartbeat_writes_are_throttled_are_not_decla
         ) >= 1.0,
         "the heartbeat writes never failed for good: the test proves nothing"
     );
+    // The heartbeat writes are batched: the next one may be a tick away.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !t.proxy.every_refusal_retried() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert_every_refusal_was_retried(&t.proxy.seen());
     assert_eq!(
         ctl.metric("drover_workers_lost_total"),
@@ -471,8 +510,10 @@ fn observable_state(ctl: &Controller) -> (Vec<Value>, Vec<String>) {
     let metrics: Vec<String> = metrics_text(ctl)
         .lines()
         .filter(|l| {
+            // `drover_jobs{`: the job counts by state, not the age gauges
+            // (`drover_jobs_oldest_age_seconds`), which move with the clock.
             [
-                "drover_jobs",
+                "drover_jobs{",
                 "drover_messages_received_total",
                 "drover_instances_",
             ]

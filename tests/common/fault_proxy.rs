@@ -4,6 +4,11 @@
 //! with a throttling error in the service's own wire format, the way AWS does
 //! when a caller goes too fast. It counts what it passed and what it refused.
 //!
+//! It can also make a share of the calls fail at random (`chaos`): answered with
+//! throttling or a server error, answered late, or cut off (the connection is
+//! closed before the request reaches moto, and nothing is answered), and it
+//! tallies the faults it injected by kind.
+//!
 //! Clients point at `proxy.url` (or `proxy.sdk_config()`); the SDK then signs for
 //! the proxy's address, and the proxy forwards that `Host` unchanged, so the
 //! signature stays valid for whoever checks it (moto does not).
@@ -13,18 +18,30 @@
 
 use axum::{
     body::{Body, Bytes},
-    extract::{Request, State},
+    extract::{connect_info::ConnectInfo, Request, State},
     http::{HeaderMap, HeaderName, HeaderValue, StatusCode},
     response::Response,
 };
+use rand::{Rng, SeedableRng};
 use std::{
+    collections::{BTreeMap, HashSet},
+    net::SocketAddr,
+    pin::Pin,
     sync::{Arc, Mutex},
+    task::{Context, Poll},
     thread::JoinHandle,
+    time::Duration,
 };
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Which requests a fault applies to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Match {
+    /// Every request signed for S3 in its `Authorization` header (the
+    /// controller's blob calls; presigned uploads are not matched).
+    AnyS3,
+    /// Every SNS (query protocol) request.
+    AnySns,
     /// Every EC2 (query protocol) request.
     AnyEc2,
     /// EC2 requests with this `Action` (`RunInstances`, `DescribeInstances`, ...).
@@ -40,13 +57,25 @@ pub enum Match {
 pub enum Kind {
     Ec2(String),
     DynamoDb(String),
-    Other { method: String, path: String },
+    /// An S3 call signed in its headers: the HTTP method.
+    S3(String),
+    /// An upload to a presigned S3 URL (the frontend's): the HTTP method.
+    S3Presigned(String),
+    /// An SNS call: its `Action`.
+    Sns(String),
+    Other {
+        method: String,
+        path: String,
+    },
 }
 
 impl Match {
     fn matches(&self, kind: &Kind) -> bool {
         match (self, kind) {
-            (Match::AnyEc2, Kind::Ec2(_)) | (Match::AnyDynamoDb, Kind::DynamoDb(_)) => true,
+            (Match::AnyEc2, Kind::Ec2(_))
+            | (Match::AnyDynamoDb, Kind::DynamoDb(_))
+            | (Match::AnyS3, Kind::S3(_))
+            | (Match::AnySns, Kind::Sns(_)) => true,
             (Match::Ec2Action(a), Kind::Ec2(b))
             | (Match::DynamoDbOperation(a), Kind::DynamoDb(b)) => a == b,
             _ => false,
@@ -58,7 +87,42 @@ impl Match {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Seen {
     pub kind: Kind,
+    /// Answered with an error or cut off: it never reached moto.
     pub refused: bool,
+    /// The fault injected, if any (a slow answer is a fault that still passes).
+    pub fault: Option<Fault>,
+}
+
+/// A fault `chaos` may inject into a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Fault {
+    /// The service's throttling error.
+    Throttle,
+    /// HTTP 500 with the service's internal-error code.
+    ServerError,
+    /// Forwarded, and answered this much later.
+    Slow(Duration),
+    /// The connection is closed before the request is forwarded: no answer.
+    Drop,
+}
+
+impl Fault {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Fault::Throttle => "throttle",
+            Fault::ServerError => "server_error",
+            Fault::Slow(_) => "slow",
+            Fault::Drop => "dropped_connection",
+        }
+    }
+}
+
+/// Random faults on a share of the calls that match.
+struct Chaos {
+    faults: Vec<Fault>,
+    /// The calls that may meet a fault, each kind with its share.
+    what: Vec<(Match, f64)>,
+    rng: rand::rngs::StdRng,
 }
 
 /// How a refused request is answered.
@@ -80,6 +144,7 @@ struct Rule {
 #[derive(Default)]
 struct Faults {
     rules: Vec<Rule>,
+    chaos: Option<Chaos>,
     seen: Vec<Seen>,
 }
 
@@ -87,6 +152,8 @@ struct Shared {
     upstream: String,
     client: reqwest::Client,
     faults: Mutex<Faults>,
+    /// Connections (by the caller's address) to cut before anything is answered.
+    doomed: Arc<Mutex<HashSet<SocketAddr>>>,
 }
 
 pub struct FaultProxy {
@@ -107,6 +174,7 @@ impl FaultProxy {
                 .build()
                 .expect("an HTTP client"),
             faults: Mutex::new(Faults::default()),
+            doomed: Arc::default(),
         });
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the fault proxy");
         listener
@@ -121,9 +189,14 @@ impl FaultProxy {
                 .build()
                 .expect("the proxy's runtime");
             rt.block_on(async move {
-                let listener =
-                    tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
-                let app = axum::Router::new().fallback(forward).with_state(state);
+                let listener = Cuttable {
+                    inner: tokio::net::TcpListener::from_std(listener).expect("a tokio listener"),
+                    doomed: state.doomed.clone(),
+                };
+                let app = axum::Router::new()
+                    .fallback(forward)
+                    .with_state(state)
+                    .into_make_service_with_connect_info::<Peer>();
                 // Not graceful: SDK clients keep idle connections open forever.
                 tokio::select! {
                     served = axum::serve(listener, app) => {
@@ -161,6 +234,62 @@ impl FaultProxy {
                 code: code.to_string(),
             },
         });
+    }
+
+    /// From now on, each call that matches one of `what` gets, with that
+    /// match's probability (the first that matches), one of `faults` drawn at
+    /// random (seeded: a run can be replayed).
+    pub fn chaos(&self, what: &[(Match, f64)], faults: &[Fault], seed: u64) {
+        self.faults().chaos = Some(Chaos {
+            faults: faults.to_vec(),
+            what: what.to_vec(),
+            rng: rand::rngs::StdRng::seed_from_u64(seed),
+        });
+    }
+
+    /// No more random faults (the rules of `refuse_next` and `fail_next` stay).
+    pub fn calm(&self) {
+        self.faults().chaos = None;
+    }
+
+    /// The faults injected so far, by kind.
+    pub fn tally(&self) -> BTreeMap<&'static str, usize> {
+        let mut t = BTreeMap::new();
+        for f in self.faults().seen.iter().filter_map(|s| s.fault) {
+            *t.entry(f.name()).or_default() += 1;
+        }
+        t
+    }
+
+    /// Calls seen so far by service: (calls, faults injected).
+    pub fn calls_by_service(&self) -> BTreeMap<&'static str, (usize, usize)> {
+        let mut t = BTreeMap::new();
+        for s in self.faults().seen.iter() {
+            let service = match s.kind {
+                Kind::Ec2(_) => "ec2",
+                Kind::DynamoDb(_) => "dynamodb",
+                Kind::S3(_) | Kind::S3Presigned(_) => "s3",
+                Kind::Sns(_) => "sns",
+                Kind::Other { .. } => "other",
+            };
+            let entry: &mut (usize, usize) = t.entry(service).or_default();
+            entry.0 += 1;
+            entry.1 += usize::from(s.fault.is_some());
+        }
+        t
+    }
+
+    /// Whether every request refused so far was sent again later, and passed.
+    pub fn every_refusal_retried(&self) -> bool {
+        let seen = self.seen();
+        seen.iter()
+            .enumerate()
+            .filter(|(_, s)| s.refused)
+            .all(|(i, s)| {
+                seen[i + 1..]
+                    .iter()
+                    .any(|later| later.kind == s.kind && !later.refused)
+            })
     }
 
     /// Every request so far, in order.
@@ -230,7 +359,7 @@ fn hop_by_hop(name: &HeaderName) -> bool {
     )
 }
 
-fn classify(method: &str, path: &str, headers: &HeaderMap, body: &[u8]) -> Kind {
+fn classify(method: &str, path: &str, query: &str, headers: &HeaderMap, body: &[u8]) -> Kind {
     if let Some(target) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
         if let Some(op) = target.strip_prefix("DynamoDB_20120810.") {
             return Kind::DynamoDb(op.to_string());
@@ -247,6 +376,25 @@ fn classify(method: &str, path: &str, headers: &HeaderMap, body: &[u8]) -> Kind 
         if let (Some((_, action)), true) = (action, is_ec2) {
             return Kind::Ec2(action.into_owned());
         }
+        let is_sns = url::form_urlencoded::parse(body)
+            .any(|(k, v)| k == "Version" && v.starts_with("2010-03-31"));
+        if let (Some((_, action)), true) = (
+            url::form_urlencoded::parse(body).find(|(k, _)| k == "Action"),
+            is_sns,
+        ) {
+            return Kind::Sns(action.into_owned());
+        }
+    }
+    // SigV4 names the service in the credential scope: `.../us-east-1/s3/aws4_request`.
+    let signed_for_s3 = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("/s3/aws4_request"));
+    if signed_for_s3 {
+        return Kind::S3(method.to_string());
+    }
+    if query.contains("X-Amz-Credential=") && query.contains("%2Fs3%2Faws4_request") {
+        return Kind::S3Presigned(method.to_string());
     }
     Kind::Other {
         method: method.to_string(),
@@ -263,6 +411,12 @@ fn refusal(kind: &Kind, answer: &Answer, n: usize) -> Response {
             "ThrottlingException",
             "Rate of requests exceeds the allowed throughput (fault proxy).",
         ),
+        (Answer::Throttle, Kind::S3(_) | Kind::S3Presigned(_)) => (
+            503,
+            "SlowDown",
+            "Please reduce your request rate (fault proxy).",
+        ),
+        (Answer::Throttle, Kind::Sns(_)) => (400, "Throttling", "Rate exceeded (fault proxy)."),
         (Answer::Throttle, _) => (
             503,
             "RequestLimitExceeded",
@@ -280,6 +434,18 @@ fn refusal(kind: &Kind, answer: &Answer, n: usize) -> Response {
                 "message": message,
             })
             .to_string(),
+        ),
+        Kind::S3(_) | Kind::S3Presigned(_) => (
+            "application/xml",
+            format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message><RequestId>{request_id}</RequestId></Error>"
+            ),
+        ),
+        Kind::Sns(_) => (
+            "text/xml",
+            format!(
+                "<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>"
+            ),
         ),
         _ => (
             "text/xml;charset=UTF-8",
@@ -304,7 +470,68 @@ fn bad_gateway(message: String) -> Response {
     resp
 }
 
-async fn forward(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+/// What the proxy does with one request.
+enum Decision {
+    Pass,
+    Answer(Answer),
+    Slow(Duration),
+    Drop,
+}
+
+impl Faults {
+    /// The pending rules first (in the order they were given), then chaos.
+    fn decide(&mut self, kind: &Kind) -> (Decision, Option<Fault>) {
+        let rule = self
+            .rules
+            .iter_mut()
+            .find(|r| r.left > 0 && r.what.matches(kind));
+        if let Some(r) = rule {
+            r.left -= 1;
+            let fault = match r.answer {
+                Answer::Throttle => Fault::Throttle,
+                Answer::Error { .. } => Fault::ServerError,
+            };
+            return (Decision::Answer(r.answer.clone()), Some(fault));
+        }
+        let Some(chaos) = self.chaos.as_mut() else {
+            return (Decision::Pass, None);
+        };
+        let share = chaos
+            .what
+            .iter()
+            .find(|(m, _)| m.matches(kind))
+            .map_or(0.0, |(_, share)| *share);
+        if chaos.faults.is_empty() || !chaos.rng.random_bool(share.clamp(0.0, 1.0)) {
+            return (Decision::Pass, None);
+        }
+        let fault = chaos.faults[chaos.rng.random_range(0..chaos.faults.len())];
+        let decision = match fault {
+            Fault::Throttle => Decision::Answer(Answer::Throttle),
+            Fault::ServerError => Decision::Answer(Answer::Error {
+                status: 500,
+                code: internal_error_code(kind).to_string(),
+            }),
+            Fault::Slow(d) => Decision::Slow(d),
+            Fault::Drop => Decision::Drop,
+        };
+        (decision, Some(fault))
+    }
+}
+
+/// The code each service gives its own internal errors.
+fn internal_error_code(kind: &Kind) -> &'static str {
+    match kind {
+        Kind::DynamoDb(_) => "InternalServerError",
+        Kind::Sns(_) => "InternalFailure",
+        _ => "InternalError",
+    }
+}
+
+async fn forward(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    req: Request,
+) -> Response {
     let (parts, body) = req.into_parts();
     let body: Bytes = match axum::body::to_bytes(body, usize::MAX).await {
         Ok(b) => b,
@@ -313,27 +540,34 @@ async fn forward(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let kind = classify(
         parts.method.as_str(),
         parts.uri.path(),
+        parts.uri.query().unwrap_or(""),
         &parts.headers,
         &body,
     );
-    let refuse = {
+    let (decision, n) = {
         let mut f = shared.faults.lock().unwrap_or_else(|p| p.into_inner());
-        let rule = f
-            .rules
-            .iter_mut()
-            .find(|r| r.left > 0 && r.what.matches(&kind));
-        let answer = rule.map(|r| {
-            r.left -= 1;
-            r.answer.clone()
-        });
+        let (decision, fault) = f.decide(&kind);
         f.seen.push(Seen {
             kind: kind.clone(),
-            refused: answer.is_some(),
+            refused: matches!(decision, Decision::Answer(_) | Decision::Drop),
+            fault,
         });
-        answer.map(|a| (a, f.seen.len()))
+        (decision, f.seen.len())
     };
-    if let Some((answer, n)) = refuse {
-        return refusal(&kind, &answer, n);
+    match decision {
+        Decision::Pass => {}
+        Decision::Answer(answer) => return refusal(&kind, &answer, n),
+        Decision::Slow(d) => tokio::time::sleep(d).await,
+        Decision::Drop => {
+            // The connection's next write fails and closes it: the caller gets
+            // no answer at all, as when a connection breaks mid-call.
+            shared
+                .doomed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(peer.0);
+            return bad_gateway("fault proxy: connection cut".to_string());
+        }
     }
     let path_and_query = parts
         .uri
@@ -373,4 +607,115 @@ async fn forward(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     *resp.status_mut() = status;
     *resp.headers_mut() = resp_headers;
     resp
+}
+
+/// The caller's address, which identifies its connection.
+#[derive(Debug, Clone, Copy)]
+struct Peer(SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Cuttable>> for Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, Cuttable>) -> Peer {
+        Peer(*stream.remote_addr())
+    }
+}
+
+/// A TCP listener whose connections can be cut from a request handler.
+struct Cuttable {
+    inner: tokio::net::TcpListener,
+    doomed: Arc<Mutex<HashSet<SocketAddr>>>,
+}
+
+impl axum::serve::Listener for Cuttable {
+    type Io = CuttableStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (CuttableStream, SocketAddr) {
+        loop {
+            match self.inner.accept().await {
+                Ok((stream, peer)) => {
+                    let doomed = self.doomed.clone();
+                    return (
+                        CuttableStream {
+                            stream,
+                            peer,
+                            doomed,
+                        },
+                        peer,
+                    );
+                }
+                // Out of file descriptors and the like: try again shortly.
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+/// A connection whose writes fail once its peer is doomed: the server then
+/// drops it before any byte of the answer went out.
+struct CuttableStream {
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    doomed: Arc<Mutex<HashSet<SocketAddr>>>,
+}
+
+impl CuttableStream {
+    fn cut(&self) -> Option<std::io::Error> {
+        let mut doomed = self.doomed.lock().unwrap_or_else(|p| p.into_inner());
+        doomed.remove(&self.peer).then(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "cut by the fault proxy",
+            )
+        })
+    }
+}
+
+impl AsyncRead for CuttableStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for CuttableStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        if let Some(e) = self.cut() {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        if let Some(e) = self.cut() {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
 }
