@@ -112,6 +112,17 @@ impl Client {
         resp.json().await.map_err(|e| self.transport_error(e))
     }
 
+    /// A job id for an input of `input_bytes`: refused (413) before anything
+    /// is made when the input is over the controller's limit.
+    pub async fn allocate_for_input(&self, input_bytes: u64) -> Result<JobId, ClientError> {
+        let body = AllocateRequest {
+            input_bytes: Some(input_bytes),
+        };
+        let req = self.http.post(self.url("/v1/jobs")).json(&body);
+        let a: Allocated = self.json(req).await?;
+        Ok(a.id)
+    }
+
     pub async fn allocate(&self) -> Result<JobId, ClientError> {
         let a: Allocated = self.json(self.http.post(self.url("/v1/jobs"))).await?;
         Ok(a.id)

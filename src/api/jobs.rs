@@ -35,7 +35,24 @@ pub async fn load_job(c: &Ctx, id: &JobId) -> Result<Job, ApiError> {
 }
 
 /// `POST /v1/jobs`: a new job id, recorded as `Created` before anything is uploaded.
-pub async fn allocate(State(c): State<Ctx>) -> Result<(StatusCode, Json<Allocated>), ApiError> {
+/// A client that says how big its input is learns here that it is over the
+/// limit, before it uploads anything and before a job is made.
+pub async fn allocate(
+    State(c): State<Ctx>,
+    req: Option<Json<AllocateRequest>>,
+) -> Result<(StatusCode, Json<Allocated>), ApiError> {
+    let limit = c.config.max_input_bytes;
+    if let Some(bytes) = req.and_then(|Json(r)| r.input_bytes) {
+        if bytes > limit {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the job's input is {bytes} bytes, over this controller's limit of {limit} \
+                     bytes ([limits] max_input_bytes): nothing was uploaded and no job was made"
+                ),
+            ));
+        }
+    }
     loop {
         let now = c.now();
         let job = Job::new(crate::ids::new_job_id(now), now);

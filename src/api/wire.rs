@@ -7,6 +7,15 @@ use reconcilers::{
 };
 use serde::{Deserialize, Serialize};
 
+/// `POST /v1/jobs` (optional body): what the client is about to upload, so an
+/// input over the limit is refused before it is sent.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct AllocateRequest {
+    /// The input sandbox's size (its files plus the JDL), in bytes.
+    #[serde(default)]
+    pub input_bytes: Option<u64>,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Allocated {
     pub id: JobId,

@@ -312,6 +312,7 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<u8> {
         ping_interval: args.ping_interval,
         work_dir,
         max_output_bytes: args.max_output_bytes,
+        max_sandbox_bytes: args.max_sandbox_bytes,
     };
     #[cfg(feature = "aws")]
     if args.imds {

@@ -325,6 +325,10 @@ pub struct WorkerArgs {
     /// more is stopped and fails, saying so (default: only the disk's size).
     #[arg(long, env = "DROVER_MAX_SANDBOX_BYTES")]
     max_sandbox_bytes: Option<u64>,
+    /// The most disk one attempt's folder may take, in bytes: a job that writes
+    /// more is stopped and fails, saying so (default: only the disk's size).
+    #[arg(long, env = "DROVER_MAX_SANDBOX_BYTES")]
+    max_sandbox_bytes: Option<u64>,
     /// The cluster tag the local fleet recognises its workers by.
     #[arg(long, default_value = "")]
     cluster: String,

@@ -62,7 +62,9 @@ pub async fn submit(
 /// Allocates a job id and uploads the plan's input archive (with a progress bar
 /// on a terminal); returns the id and the JDL to submit it with.
 pub async fn upload(client: &Client, plan: pack::PackPlan) -> anyhow::Result<(JobId, String)> {
-    let id = client.allocate().await?;
+    // The controller checks the size first: nothing is sent, and no job made,
+    // for an input over its limit.
+    let id = client.allocate_for_input(plan.input_bytes()).await?;
     let mut archive = tempfile::NamedTempFile::new()
         .context("creating a temporary file for the input archive")?;
     let packed = {

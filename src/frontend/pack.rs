@@ -80,6 +80,13 @@ pub struct PackPlan {
     items: Vec<Item>,
 }
 
+impl PackPlan {
+    /// The input's size as the limits count it: the files plus the JDL.
+    pub fn input_bytes(&self) -> u64 {
+        self.job.files.iter().map(|f| f.bytes).sum::<u64>() + self.job.jdl.len() as u64
+    }
+}
+
 /// Reads, checks and packs the JDL at `path`, streaming the input archive into
 /// `out`. On `Err`, nothing was written unless the error is [`PackError::Write`]
 /// or [`PackError::Changed`] (a file changed under us): then discard `out`.

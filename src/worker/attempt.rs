@@ -109,6 +109,7 @@ impl AttemptContext {
         ]);
         let limits = AttemptLimits {
             max_output_bytes: self.config.max_output_bytes,
+            max_sandbox_bytes: self.config.max_sandbox_bytes,
             ..AttemptLimits::default()
         };
         let result = sandbox::run_job(&paths, &job, &env, &limits, cancel).await;
@@ -228,6 +229,13 @@ impl AttemptContext {
                 Err(e) if e.status() == Some(reqwest::StatusCode::CONFLICT) => {
                     tracing::info!(job = %a.job, attempt = a.attempt, error = %e, "output refused: the attempt is stale");
                     return;
+                }
+                // Over the controller's limit: the job's doing, and another try
+                // would make the same output. It fails, saying so (a failure
+                // before run would be retried as if the worker were at fault).
+                Err(e) if e.status() == Some(reqwest::StatusCode::PAYLOAD_TOO_LARGE) => {
+                    result.outcome = AttemptOutcome::Failed;
+                    result.reason = Some(format!("the output archive was refused: {e}"));
                 }
                 Err(e) => {
                     // The job's result cannot reach anyone: an infrastructure failure.

@@ -43,6 +43,8 @@ pub struct WorkerConfig {
     /// Attempt folders are made under it and deleted after each attempt.
     pub work_dir: PathBuf,
     pub max_output_bytes: u64,
+    /// The disk one attempt's folder may take (see `sandbox/quota.rs`).
+    pub max_sandbox_bytes: Option<u64>,
 }
 
 /// The attempts this worker holds, each with the token that stops it.

@@ -5,9 +5,9 @@
 mod env;
 mod log;
 mod quota;
-mod reasons;
 #[cfg(test)]
 mod quota_tests;
+mod reasons;
 #[cfg(test)]
 mod tests;
 

@@ -12,7 +12,11 @@ async fn run_script(body: &str, max_sandbox_bytes: u64) -> super::AttemptResult 
         root: tmp.path().join("attempt"),
     };
     fs::create_dir_all(paths.sandbox()).expect("sandbox");
-    fs::write(paths.sandbox().join("run.sh"), format!("#!/bin/sh\n{body}\n")).expect("script");
+    fs::write(
+        paths.sandbox().join("run.sh"),
+        format!("#!/bin/sh\n{body}\n"),
+    )
+    .expect("script");
     let job = JobDescription {
         executable: Some("run.sh".into()),
         // A safety net: the quota must end these jobs long before.
