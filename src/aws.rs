@@ -148,3 +148,96 @@ pub fn sns_client(sdk: &aws_config::SdkConfig) -> aws_sdk_sns::Client {
             .build(),
     )
 }
+
+/// The job blobs reach S3 through `object_store`, not the SDK, so the SDK
+/// interceptor never sees them: this connector counts them the same way, one
+/// per attempt (object_store retries above it), under `service="s3"`. The
+/// operation is read from the request (method and query), the outcome from the
+/// status: 503 is S3's `SlowDown`, its throttling.
+#[cfg(feature = "aws")]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct S3CallMetrics;
+
+#[cfg(feature = "aws")]
+mod s3_call_metrics {
+    use super::S3CallMetrics;
+    use object_store::client::{
+        ClientOptions, HttpClient, HttpConnector, HttpError, HttpRequest, HttpResponse,
+        HttpService, ReqwestConnector,
+    };
+    use std::time::Instant;
+
+    #[derive(Debug)]
+    struct Metered {
+        inner: HttpClient,
+    }
+
+    impl HttpConnector for S3CallMetrics {
+        fn connect(&self, options: &ClientOptions) -> object_store::Result<HttpClient> {
+            let inner = ReqwestConnector::default().connect(options)?;
+            Ok(HttpClient::new(Metered { inner }))
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl HttpService for Metered {
+        async fn call(&self, req: HttpRequest) -> Result<HttpResponse, HttpError> {
+            let operation = operation(req.method().as_str(), req.uri().query().unwrap_or(""));
+            let started = Instant::now();
+            let result = self.inner.execute(req).await;
+            let outcome = match &result {
+                Ok(r) if r.status().is_success() => "ok",
+                Ok(r) if r.status().as_u16() == 503 => "throttled",
+                Ok(r) if r.status().is_server_error() => "server_error",
+                Ok(_) => "error",
+                Err(_) => "transient_error",
+            };
+            crate::metrics::aws_call("s3", operation, outcome, started.elapsed());
+            result
+        }
+    }
+
+    /// The S3 API operation a request is, by the names the SDK uses.
+    pub(super) fn operation(method: &str, query: &str) -> &'static str {
+        let has = |key: &str| {
+            query
+                .split('&')
+                .any(|p| p == key || p.starts_with(&format!("{key}=")))
+        };
+        match method {
+            "GET" if has("list-type") => "ListObjectsV2",
+            "GET" if has("uploadId") => "ListParts",
+            "GET" => "GetObject",
+            "HEAD" => "HeadObject",
+            "PUT" if has("partNumber") => "UploadPart",
+            "PUT" => "PutObject",
+            "POST" if has("uploads") => "CreateMultipartUpload",
+            "POST" if has("uploadId") => "CompleteMultipartUpload",
+            "POST" if has("delete") => "DeleteObjects",
+            "DELETE" if has("uploadId") => "AbortMultipartUpload",
+            "DELETE" => "DeleteObject",
+            _ => "other",
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::operation;
+
+        #[test]
+        fn s3_requests_are_named_as_the_sdk_names_them() {
+            assert_eq!(
+                operation("GET", "list-type=2&prefix=jobs%2F"),
+                "ListObjectsV2"
+            );
+            assert_eq!(operation("GET", ""), "GetObject");
+            assert_eq!(operation("PUT", "partNumber=3&uploadId=abc"), "UploadPart");
+            assert_eq!(operation("PUT", ""), "PutObject");
+            assert_eq!(operation("POST", "uploads"), "CreateMultipartUpload");
+            assert_eq!(operation("POST", "uploadId=abc"), "CompleteMultipartUpload");
+            assert_eq!(operation("DELETE", "uploadId=abc"), "AbortMultipartUpload");
+            assert_eq!(operation("DELETE", ""), "DeleteObject");
+            assert_eq!(operation("PATCH", ""), "other");
+        }
+    }
+}

@@ -132,7 +132,10 @@ impl Blobs {
         prefix: &str,
         aws: &crate::aws::AwsSettings,
     ) -> Result<Blobs, BlobError> {
-        let mut builder = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
+        let mut builder = object_store::aws::AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            // Every S3 request counted on /metrics (drover_aws_calls_total).
+            .with_http_connector(crate::aws::S3CallMetrics);
         if let Some(region) = &aws.region {
             builder = builder.with_region(region);
         }

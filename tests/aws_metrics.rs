@@ -1,7 +1,8 @@
 //! The AWS calls on `/metrics`: every request the controller sends through the
 //! SDK is counted once per attempt by service, operation and outcome, in one
-//! place (the SDK interceptor of `src/aws.rs`), and a throttled answer is told
-//! apart from other errors.
+//! place (the SDK interceptor of `src/aws.rs`; the blobs' S3 requests, which
+//! go through object_store, by its HTTP connector), and a throttled answer is
+//! told apart from other errors.
 
 #![cfg(feature = "aws")]
 
@@ -23,6 +24,8 @@ fn sum(text: &str, name: &str, labels: &[&str]) -> f64 {
         .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
         .sum()
 }
+
+const JOB: &str = "[ Executable = \"/bin/true\"; ]\n";
 
 #[test]
 fn aws_calls_are_counted_by_service_operation_and_outcome_and_throttling_is_its_own_outcome() {
@@ -102,6 +105,40 @@ fn aws_calls_are_counted_by_service_operation_and_outcome_and_throttling_is_its_
         );
         assert_eq!(counted, n as f64, "throttled {service} calls");
     }
+    // The job blobs go through object_store, not the SDK: counted all the
+    // same. A submit checks the input's size and writes the JDL through the
+    // controller; two of those requests are refused with S3's SlowDown.
+    proxy.refuse_next(2, Match::AnyS3);
+    let id = ctl.submit(&dir.write("job.jdl", JOB));
+    assert!(!id.is_empty());
+    assert_eq!(
+        proxy.count(&Match::AnyS3).1,
+        2,
+        "the proxy refused two S3 requests"
+    );
+    let m = metrics_text(&ctl);
+    assert_eq!(
+        sum(
+            &m,
+            "drover_aws_calls_total",
+            &["service=\"s3\"", "outcome=\"throttled\""]
+        ),
+        2.0,
+        "{m}"
+    );
+    assert!(
+        sum(
+            &m,
+            "drover_aws_calls_total",
+            &[
+                "service=\"s3\"",
+                "operation=\"PutObject\"",
+                "outcome=\"ok\""
+            ]
+        ) >= 1.0,
+        "{m}"
+    );
+
     // The retries after the refusals went through: the loops still succeed.
     let m = metrics_text(&ctl);
     assert_eq!(
