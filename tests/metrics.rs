@@ -61,6 +61,13 @@ const JOB: &str = r#"[
 ]
 "#;
 
+/// Fails twice: once, then once more on its one retry.
+const FAILS: &str = r#"[
+  Executable = "/bin/false";
+  RetryCount = 1;
+]
+"#;
+
 #[test]
 fn live_metrics_after_a_job_pass_promtool_check_metrics() {
     let dir = TestDir::new();
@@ -68,15 +75,22 @@ fn live_metrics_after_a_job_pass_promtool_check_metrics() {
     let id = ctl.submit(&dir.write("job.jdl", JOB));
     let job = ctl.wait_done(&id, Duration::from_secs(60));
     assert_eq!(job["state"], "succeeded", "{job:#}");
+    let failing = ctl.submit(&dir.write("fails.jdl", FAILS));
+    let job = ctl.wait_done(&failing, Duration::from_secs(60));
+    assert_eq!(job["state"], "failed", "{job:#}");
 
     let text = scrape(&ctl);
-    // The job moved the series a scrape after it should show.
+    // The jobs moved the series a scrape after them should show: three
+    // attempts dispatched, one retry after a failed run.
     for series in [
         "drover_job_transitions_total{from=\"running\",to=\"succeeded\"} 1",
         "drover_job_attempts_total{outcome=\"succeeded\"} 1",
-        "drover_job_submit_duration_seconds_count 1",
-        "drover_job_dispatch_duration_seconds_count 1",
+        "drover_job_submit_duration_seconds_count 2",
+        "drover_job_dispatch_duration_seconds_count 3",
         "drover_job_run_duration_seconds_count{outcome=\"succeeded\"} 1",
+        "drover_job_attempts_total{outcome=\"failed\"} 2",
+        "drover_job_retries_total{reason=\"failed\"} 1",
+        "drover_job_transitions_total{from=\"running\",to=\"queued\"} 1",
         "drover_instances_launched_total 1",
     ] {
         assert!(
