@@ -174,6 +174,14 @@ fn a_folder_applies_each_manifest_named_by_jobname_or_file_stem() {
         .filter_map(|l| l.split_whitespace().next())
         .collect();
     assert_eq!(names, ["alpha", "bee"], "{table:#?}");
+    // A manifest without JobName gives its job the record's name.
+    let mut job_names: Vec<String> = ctl
+        .jobs()
+        .iter()
+        .map(|j| j["spec"]["name"].as_str().unwrap_or("").to_string())
+        .collect();
+    job_names.sort();
+    assert_eq!(job_names, ["alpha", "bee"]);
 }
 
 #[test]

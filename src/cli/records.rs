@@ -131,7 +131,15 @@ pub async fn apply(
             println!("{}: would be {} (dry run)", m.name, said(planned.outcome));
             continue;
         }
+        // A manifest without JobName is named after its file: its job carries
+        // that name too, so `drover jobs` shows which record it belongs to.
+        let named = m.plan.job().description.job_name.is_none().then(|| {
+            let mut d = m.plan.job().description.clone();
+            d.job_name = Some(m.name.to_string());
+            d.to_canonical()
+        });
         let (job, jdl) = frontend::upload(client, m.plan).await?;
+        let jdl = named.unwrap_or(jdl);
         let request = ApplyRequest {
             hash: m.hash,
             replace,
