@@ -91,7 +91,7 @@ pub async fn upload(client: &Client, plan: pack::PackPlan) -> anyhow::Result<(Jo
                 .with_context(uploading)?;
         }
         None => {
-            let len = file.metadata().await.map_or(0, |m| m.len());
+            let len = file.metadata().await.ok().map(|m| m.len());
             let pb = progress::bytes(len, format!("uploading input of {id}"));
             let chunks = tokio_util::io::ReaderStream::new(file);
             let body = reqwest::Body::wrap_stream(progress::counted(chunks, pb.clone()));
@@ -161,7 +161,7 @@ pub async fn fetch(client: &Client, id: &JobId, out: &Path) -> anyhow::Result<u6
     {
         let mut file = tokio::fs::File::from_std(archive.as_file_mut().try_clone()?);
         let pb = progress::bytes(
-            resp.content_length().unwrap_or(0),
+            resp.content_length(),
             format!("downloading output of {id}"),
         );
         let mut body = progress::counted(resp.bytes_stream(), pb.clone());

@@ -6,22 +6,25 @@ use futures::{Stream, StreamExt};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::time::Duration;
 
-fn bar(len: u64, template: &str) -> ProgressBar {
+fn bar(len: Option<u64>, template: &str) -> ProgressBar {
     let style = ProgressStyle::with_template(template)
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> ");
-    let pb =
-        ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr()).with_style(style);
+    let pb = ProgressBar::with_draw_target(len, ProgressDrawTarget::stderr()).with_style(style);
     pb.enable_steady_tick(Duration::from_millis(200));
     pb
 }
 
-/// A bar over `total` bytes, `what` in front (`uploading input of j0...`).
-pub fn bytes(total: u64, what: String) -> ProgressBar {
-    let pb = bar(
-        total,
-        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
-    );
+/// A bar over `total` bytes, `what` in front (`uploading input of j0...`); a
+/// spinner with the count when the total is not known (a streamed download).
+pub fn bytes(total: Option<u64>, what: String) -> ProgressBar {
+    let pb = match total {
+        Some(n) => bar(
+            Some(n),
+            "{msg} [{wide_bar}] {bytes}/{total_bytes} {binary_bytes_per_sec}",
+        ),
+        None => bar(None, "{msg} {spinner} {bytes} {binary_bytes_per_sec}"),
+    };
     pb.set_message(what);
     pb
 }
@@ -29,8 +32,8 @@ pub fn bytes(total: u64, what: String) -> ProgressBar {
 /// A bar over `total` jobs finishing, with a tally in its message.
 pub fn jobs(total: u64) -> ProgressBar {
     bar(
-        total,
-        "waiting [{bar:30}] {pos}/{len} jobs finished {msg} ({elapsed})",
+        Some(total),
+        "{pos}/{len} jobs finished {msg} [{wide_bar}] {elapsed}",
     )
 }
 
