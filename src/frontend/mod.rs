@@ -160,10 +160,7 @@ pub async fn fetch(client: &Client, id: &JobId, out: &Path) -> anyhow::Result<u6
         tempfile::NamedTempFile::new().context("creating a temporary file for the download")?;
     {
         let mut file = tokio::fs::File::from_std(archive.as_file_mut().try_clone()?);
-        let pb = progress::bytes(
-            resp.content_length(),
-            format!("downloading output of {id}"),
-        );
+        let pb = progress::bytes(resp.content_length(), format!("downloading output of {id}"));
         let mut body = progress::counted(resp.bytes_stream(), pb.clone());
         while let Some(chunk) = body.next().await {
             file.write_all(&chunk.context("downloading the output archive")?)
