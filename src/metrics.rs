@@ -413,18 +413,27 @@ pub fn job_written(before: &Job, after: &Job) {
 
 /// After the jobs loop read the unfinished jobs and the workers: the gauges.
 pub fn jobs_observed(jobs: &[Job], workers: &[reconcilers::model::Worker], now: Timestamp) {
-    let m = &*METRICS;
-    for state in ACTIVE_STATES {
-        let in_state = jobs.iter().filter(|j| j.state == state);
-        let count = in_state.clone().count() as i64;
-        let oldest = in_state
-            .filter_map(|j| entered_state_at(j).map(|t| now.since(t)))
-            .max()
-            .unwrap_or(0);
-        m.jobs.with_label_values(&[state.as_str()]).set(count);
+    observe_jobs(&METRICS, jobs, workers, now)
+}
+
+fn observe_jobs(m: &Metrics, jobs: &[Job], workers: &[reconcilers::model::Worker], now: Timestamp) {
+    // One pass: the jobs loop runs this over every unfinished job each tick.
+    let mut count = [0i64; ACTIVE_STATES.len()];
+    let mut oldest_ms = [0u64; ACTIVE_STATES.len()];
+    for j in jobs {
+        let Some(i) = ACTIVE_STATES.iter().position(|s| *s == j.state) else {
+            continue;
+        };
+        count[i] += 1;
+        if let Some(since) = entered_state_at(j) {
+            oldest_ms[i] = oldest_ms[i].max(now.since(since));
+        }
+    }
+    for (i, state) in ACTIVE_STATES.iter().enumerate() {
+        m.jobs.with_label_values(&[state.as_str()]).set(count[i]);
         m.jobs_oldest
             .with_label_values(&[state.as_str()])
-            .set((oldest / 1000) as i64);
+            .set((oldest_ms[i] / 1000) as i64);
     }
     for state in [
         reconcilers::model::WorkerState::Active,
@@ -571,6 +580,30 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("drover_aws_calls_total{"), "{text}");
+    }
+
+    #[test]
+    fn the_oldest_job_of_each_state_is_measured_from_when_it_entered_it() {
+        use reconcilers::model::{JobId, Timestamp};
+        let now = Timestamp(100_000);
+        let mut old = Job::new(JobId::new("j-old"), Timestamp(0));
+        old.state = JobState::Queued;
+        old.queued_at = Some(Timestamp(40_000));
+        let mut young = Job::new(JobId::new("j-young"), Timestamp(0));
+        young.state = JobState::Queued;
+        young.queued_at = Some(Timestamp(90_000));
+        let m = build().expect("valid metrics");
+        observe_jobs(&m, &[young, old], &[], now);
+        let text = render_metrics(&m);
+        assert!(text.contains("drover_jobs{state=\"queued\"} 2\n"), "{text}");
+        assert!(
+            text.contains("drover_jobs_oldest_age_seconds{state=\"queued\"} 60\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("drover_jobs_oldest_age_seconds{state=\"running\"} 0\n"),
+            "{text}"
+        );
     }
 
     #[test]
