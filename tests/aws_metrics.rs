@@ -146,4 +146,25 @@ fn aws_calls_are_counted_by_service_operation_and_outcome_and_throttling_is_its_
         0.0,
         "a throttled call was counted as a plain error: {m}"
     );
+
+    // With the AWS series in, the output still passes promtool's checks.
+    let mut promtool = std::process::Command::new(common::tools::promtool())
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting promtool");
+    std::io::Write::write_all(&mut promtool.stdin.take().expect("stdin"), m.as_bytes())
+        .expect("writing to promtool");
+    let out = promtool.wait_with_output().expect("promtool's output");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool check metrics: {said}"
+    );
 }
