@@ -52,7 +52,11 @@ fn a_run_whose_aws_calls_fail_at_random_loses_nothing_and_leaks_nothing() {
     let config = s.write(&dir);
     aws::init(&dir, &moto, &config);
 
-    let seed: u64 = rand::random();
+    // DROVER_FAULT_SEED replays a run (every run prints its seed).
+    let seed: u64 = std::env::var("DROVER_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
     let faults = [
         Fault::Throttle,
         Fault::ServerError,
