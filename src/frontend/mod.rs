@@ -77,29 +77,22 @@ pub async fn upload(client: &Client, plan: pack::PackPlan) -> anyhow::Result<(Jo
         .await
         .context("reading the input archive back")?;
     let uploading = || format!("uploading the input archive of job {id}");
-    match client.input_url(&id).await.with_context(uploading)? {
+    let len = file
+        .metadata()
+        .await
+        .context("reading the input archive back")?
+        .len();
+    let presigned = client.input_url(&id).await.with_context(uploading)?;
+    let pb = progress::bytes(Some(len), format!("uploading input of {id}"));
+    let chunks = tokio_util::io::ReaderStream::new(file);
+    let body = reqwest::Body::wrap_stream(progress::counted(chunks, pb.clone()));
+    let sent = match presigned {
         // Blobs on S3: straight to the bucket, no credentials needed.
-        Some(url) => {
-            let len = file
-                .metadata()
-                .await
-                .context("reading the input archive back")?
-                .len();
-            client
-                .upload_presigned(&url, file, len)
-                .await
-                .with_context(uploading)?;
-        }
-        None => {
-            let len = file.metadata().await.ok().map(|m| m.len());
-            let pb = progress::bytes(len, format!("uploading input of {id}"));
-            let chunks = tokio_util::io::ReaderStream::new(file);
-            let body = reqwest::Body::wrap_stream(progress::counted(chunks, pb.clone()));
-            let sent = client.upload_input(&id, body).await;
-            pb.finish_and_clear();
-            sent.with_context(uploading)?;
-        }
-    }
+        Some(url) => client.upload_presigned_body(&url, body, len).await,
+        None => client.upload_input(&id, body).await,
+    };
+    pb.finish_and_clear();
+    sent.with_context(uploading)?;
     Ok((id, packed.jdl))
 }
 
