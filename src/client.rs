@@ -43,6 +43,8 @@ impl ClientError {
 pub struct Client {
     base: std::sync::Arc<std::sync::RwLock<String>>,
     http: reqwest::Client,
+    /// Sent as `Authorization: Bearer` to the controller (never to a presigned URL).
+    token: Option<crate::auth::Token>,
 }
 
 fn normalise(base: &str) -> String {
@@ -59,9 +61,23 @@ impl Client {
         let base = std::sync::Arc::new(std::sync::RwLock::new(normalise(base)));
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
+            // Below the controller's header timeout (30s by default), which also
+            // closes idle connections: the client lets go of one first rather
+            // than send a request on a connection the server is closing.
+            .pool_idle_timeout(Duration::from_secs(20))
             .build()
             .unwrap_or_default();
-        Client { base, http }
+        Client {
+            base,
+            http,
+            token: None,
+        }
+    }
+
+    /// Authenticates every request to the controller with this token.
+    pub fn with_token(mut self, token: Option<crate::auth::Token>) -> Client {
+        self.token = token;
+        self
     }
 
     pub fn base(&self) -> String {
@@ -90,7 +106,20 @@ impl Client {
         }
     }
 
+    /// A request to the controller, with the token.
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ClientError> {
+        let req = match &self.token {
+            Some(token) => req.bearer_auth(token.expose()),
+            None => req,
+        };
+        self.send_anywhere(req).await
+    }
+
+    /// A request without the token (to a presigned URL: a third party).
+    async fn send_anywhere(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ClientError> {
         let resp = req.send().await.map_err(|e| self.transport_error(e))?;
         let status = resp.status();
         if status.is_success() {
@@ -164,7 +193,7 @@ impl Client {
             .put(url)
             .header(reqwest::header::CONTENT_LENGTH, len)
             .body(body);
-        self.send(req).await.map(|_| ())
+        self.send_anywhere(req).await.map(|_| ())
     }
 
     /// PUTs a body of known length to a presigned URL (bulk submission).
@@ -179,7 +208,7 @@ impl Client {
             .put(url)
             .header(reqwest::header::CONTENT_LENGTH, len)
             .body(body);
-        self.send(req).await.map(|_| ())
+        self.send_anywhere(req).await.map(|_| ())
     }
 
     pub async fn submit(&self, id: &JobId, jdl: String) -> Result<Job, ClientError> {

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod archive;
+pub mod auth;
 pub mod aws;
 pub mod blobs;
 pub mod cli;
@@ -17,6 +18,7 @@ pub mod fleet;
 pub mod frontend;
 pub mod hints;
 pub mod ids;
+pub mod jdl_file;
 #[cfg(feature = "aws")]
 pub mod metadata;
 pub mod metrics;

@@ -286,8 +286,10 @@ async fn the_user_data_starts_the_worker_and_installs_nothing() {
     assert_eq!(launch.instance_id, InstanceId::new("w0ud"));
     assert_eq!(launch.slots, 3);
     assert_eq!(launch.ping_interval, Duration::from_millis(1500));
+    // `<worker id>.<HMAC-SHA256 in hex>`: the worker's own token (see docs/security.md).
+    let signature = launch.token.strip_prefix("w0ud.").unwrap_or_default();
     assert!(
-        launch.token.len() == 64 && launch.token.bytes().all(|b| b.is_ascii_hexdigit()),
+        signature.len() == 64 && signature.bytes().all(|b| b.is_ascii_hexdigit()),
         "token {:?}",
         launch.token
     );

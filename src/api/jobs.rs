@@ -88,6 +88,9 @@ pub async fn upload_input(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("input archive of job {id} is over the limit of {limit} bytes"),
         )),
+        Err(e) if super::serve::body_stalled(&e) => Err(super::serve::stalled(&format!(
+            "the input archive of job {id}"
+        ))),
         Err(e) => Err(e.into()),
     }
 }
@@ -327,9 +330,10 @@ pub async fn logs(
         .any(|a| a.number == attempt && a.finished_at.is_some());
     match c.blobs.get_stream(&layout::log(&id, attempt, stream)).await {
         Ok(s) => Ok(stream_blob(s, "text/plain; charset=utf-8")),
-        Err(crate::blobs::BlobError::NotFound(_)) if finished => {
-            Ok(stream_blob(Box::pin(futures::stream::empty()), "text/plain; charset=utf-8"))
-        }
+        Err(crate::blobs::BlobError::NotFound(_)) if finished => Ok(stream_blob(
+            Box::pin(futures::stream::empty()),
+            "text/plain; charset=utf-8",
+        )),
         Err(crate::blobs::BlobError::NotFound(_)) => Err(ApiError::not_found(format!(
             "job {id} attempt {attempt} has no {name} log (yet)"
         ))),

@@ -2,16 +2,21 @@
 //! input, submit, status, list, wait, cancel, output, logs), for workers (register,
 //! messages, assignments, uploads), and `/metrics`, `/healthz`.
 //!
-//! The request and response bodies are in `wire`, shared with the clients.
+//! Callers prove who they are with bearer tokens (`auth`); slow clients are cut
+//! off (`serve`). The request and response bodies are in `wire`, shared with
+//! the clients.
 
+mod auth;
 mod batch;
 mod error;
 mod jobs;
 pub mod records;
+mod serve;
 pub mod wire;
 mod workers;
 
 pub use error::ApiError;
+pub use serve::{serve, SlowClientLimits};
 
 use crate::runtime::Controller;
 use axum::{
@@ -27,9 +32,9 @@ pub type Ctx = Arc<Controller>;
 const JSON_BODY_LIMIT: usize = 2 << 20;
 
 pub fn router(c: Ctx) -> Router {
+    // Every route added here needs a token (see `auth`); the open ones come after
+    // the `route_layer`, which covers only the routes above it.
     let router = Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/metrics", get(|| async { crate::metrics::render() }))
         .route("/v1/jobs", post(jobs::allocate).get(jobs::list))
         .route("/v1/jobs/{id}", get(jobs::status))
         .route(
@@ -58,7 +63,11 @@ pub fn router(c: Ctx) -> Router {
                 .put(records::apply)
                 .delete(records::delete),
         )
-        .route("/v1/records/{name}/plan", post(records::plan));
+        .route("/v1/records/{name}/plan", post(records::plan))
+        .route_layer(axum::middleware::from_fn_with_state(c.clone(), auth::guard))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(|| async { crate::metrics::render() }));
+    // SNS signs its messages itself (checked by the receiver).
     #[cfg(feature = "aws")]
     let router = router.route("/sns", post(crate::hints::receive::handler));
     router

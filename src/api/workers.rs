@@ -2,9 +2,17 @@
 //! (long poll), input download, output and log upload.
 //!
 //! Every report names its attempt; one that is not the job's current attempt on
-//! this worker is refused with 409 and changes nothing (fencing).
+//! this worker is refused with 409 and changes nothing (fencing). A worker's
+//! token lets it act only for itself (403 otherwise, before anything is read).
 
-use super::{jobs::load_job, jobs::parse_job_id, wire::*, ApiError, Ctx};
+use super::{
+    auth::{same_worker, CallerWorker},
+    jobs::load_job,
+    jobs::parse_job_id,
+    wire::*,
+    ApiError, Ctx,
+};
+use crate::auth::Caller;
 use crate::blobs::{layout, LogStream};
 use axum::{
     body::Body,
@@ -26,8 +34,10 @@ use std::{collections::HashSet, time::Duration};
 /// `POST /v1/workers/register`: a worker (new, or back after being declared lost).
 pub async fn register(
     State(c): State<Ctx>,
+    CallerWorker(me): CallerWorker,
     Json(req): Json<RegisterRequest>,
 ) -> Result<Json<Registered>, ApiError> {
+    same_worker(&me, &WorkerId::new(req.instance.as_str()))?;
     if req.slots == 0 || !reconcilers::model::JobId::is_valid(req.instance.as_str()) {
         return Err(ApiError::bad_request(
             "register needs a valid instance id and at least one slot",
@@ -67,8 +77,13 @@ async fn known_worker(c: &Ctx, id: &WorkerId) -> Result<Worker, ApiError> {
 }
 
 /// `POST /v1/messages`: one typed message, parsed by the message factory.
-pub async fn message(State(c): State<Ctx>, body: Bytes) -> Result<Response, ApiError> {
+pub async fn message(
+    State(c): State<Ctx>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let msg = Message::parse(&body);
+    may_send(&caller, &msg)?;
     crate::metrics::message_received("http", &msg);
     match msg {
         Message::Ping { worker, held, .. } => {
@@ -134,6 +149,29 @@ pub async fn message(State(c): State<Ctx>, body: Bytes) -> Result<Response, ApiE
     }
 }
 
+/// Reports come from the worker they name, with its own token; hints (which
+/// only wake a loop) from a holder of the submit token: the cluster's controllers.
+fn may_send(caller: &Caller, msg: &Message) -> Result<(), ApiError> {
+    let named = match msg {
+        Message::Ping { worker, .. }
+        | Message::Started { worker, .. }
+        | Message::Finished { worker, .. } => Some(worker),
+        _ => None,
+    };
+    match (caller, named) {
+        (Caller::Worker(me), Some(worker)) => same_worker(me, worker),
+        (Caller::Submitter, None) => Ok(()),
+        (Caller::Submitter, Some(_)) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "worker reports need the worker's own token, not the submit token",
+        )),
+        (Caller::Worker(_), None) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("a worker token cannot send `{}` messages", msg.kind()),
+        )),
+    }
+}
+
 fn refused_is_stale(
     r: Result<reconcilers::model::Job, reconcilers::jobs::Refusal>,
 ) -> Result<reconcilers::model::Job, ApiError> {
@@ -189,10 +227,12 @@ pub struct AssignmentsQuery {
 /// worker that it has not started, answered as soon as there is one.
 pub async fn assignments(
     State(c): State<Ctx>,
+    CallerWorker(me): CallerWorker,
     Path(id): Path<String>,
     Query(q): Query<AssignmentsQuery>,
 ) -> Result<Json<Vec<Assignment>>, ApiError> {
     let worker = WorkerId::new(id);
+    same_worker(&me, &worker)?;
     let w = known_worker(&c, &worker).await?;
     if w.state == WorkerState::Lost {
         return Err(ApiError::conflict(format!(
@@ -233,9 +273,17 @@ pub async fn assignments(
 /// `GET /v1/jobs/{id}/input`: the input archive, for the worker running it.
 pub async fn download_input(
     State(c): State<Ctx>,
+    CallerWorker(me): CallerWorker,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_job_id(&id)?;
+    let job = load_job(&c, &id).await?;
+    if job.worker() != Some(&me) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("job {id} is not assigned to worker {me}"),
+        ));
+    }
     let stream = c.blobs.get_stream(&layout::input(&id)).await?;
     Ok(Body::from_stream(stream).into_response())
 }
@@ -250,10 +298,12 @@ pub struct UploadQuery {
 /// that attempt while it is current.
 pub async fn upload_attempt_blob(
     State(c): State<Ctx>,
+    CallerWorker(me): CallerWorker,
     Path((id, attempt, blob)): Path<(String, u32, String)>,
     Query(q): Query<UploadQuery>,
     body: Body,
 ) -> Result<StatusCode, ApiError> {
+    same_worker(&me, &q.worker)?;
     let id = parse_job_id(&id)?;
     known_worker(&c, &q.worker).await?;
     let key = match blob.as_str() {
@@ -278,6 +328,9 @@ pub async fn upload_attempt_blob(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("{blob} of job {id} attempt {attempt} is over the limit of {limit} bytes"),
         )),
+        Err(e) if super::serve::body_stalled(&e) => Err(super::serve::stalled(&format!(
+            "{blob} of job {id} attempt {attempt}"
+        ))),
         Err(e) => Err(e.into()),
     }
 }

@@ -25,7 +25,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<u8> {
         }
         Command::Worker(args) => worker(args).await,
         Command::Submit { file, job, addr } => {
-            let client = Client::new(&addr.controller);
+            let client = addr.client()?;
             // A parametric JDL makes many jobs: one id a line, printed batch by batch.
             let source = job_source(file, job);
             frontend::bulk::submit_source(&client, &source, &PackLimits::default(), |ids| {
@@ -37,7 +37,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Status { id, json, addr } => {
-            let job = Client::new(&addr.controller).job(&job_id(&id)?).await?;
+            let job = addr.client()?.job(&job_id(&id)?).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&job)?);
             } else {
@@ -51,7 +51,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<u8> {
             json,
             addr,
         } => {
-            let jobs = Client::new(&addr.controller).jobs(&state, limit).await?;
+            let jobs = addr.client()?.jobs(&state, limit).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&jobs)?);
             } else {
@@ -69,7 +69,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<u8> {
                 .iter()
                 .map(|s| job_id(s))
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            let jobs = frontend::wait_all(&Client::new(&addr.controller), &ids, timeout).await?;
+            let jobs = frontend::wait_all(&addr.client()?, &ids, timeout).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&jobs)?);
             } else {
@@ -92,12 +92,12 @@ pub async fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Fetch { id, out, addr } => {
             let id = job_id(&id)?;
             let out = out.unwrap_or_else(|| PathBuf::from(id.as_str()));
-            let n = frontend::fetch(&Client::new(&addr.controller), &id, &out).await?;
+            let n = frontend::fetch(&addr.client()?, &id, &out).await?;
             println!("{} entries of job {id}'s output in {}", n, out.display());
             Ok(0)
         }
         Command::Cancel { id, addr } => {
-            let job = Client::new(&addr.controller).cancel(&job_id(&id)?).await?;
+            let job = addr.client()?.cancel(&job_id(&id)?).await?;
             println!("{} {}", job.id, job.state);
             Ok(0)
         }
@@ -107,9 +107,7 @@ pub async fn dispatch(command: Command) -> anyhow::Result<u8> {
             attempt,
             addr,
         } => {
-            let text = Client::new(&addr.controller)
-                .logs(&job_id(&id)?, &stream, attempt)
-                .await?;
+            let text = addr.client()?.logs(&job_id(&id)?, &stream, attempt).await?;
             print!("{text}");
             Ok(0)
         }
@@ -118,24 +116,14 @@ pub async fn dispatch(command: Command) -> anyhow::Result<u8> {
             replace,
             dry_run,
             addr,
-        } => super::records::apply(&Client::new(&addr.controller), &files, replace, dry_run).await,
+        } => super::records::apply(&addr.client()?, &files, replace, dry_run).await,
         Command::Get {
             name,
             files,
             json,
             addr,
-        } => {
-            super::records::get(
-                &Client::new(&addr.controller),
-                name.as_deref(),
-                &files,
-                json,
-            )
-            .await
-        }
-        Command::Delete { name, addr } => {
-            super::records::delete(&Client::new(&addr.controller), &name).await
-        }
+        } => super::records::get(&addr.client()?, name.as_deref(), &files, json).await,
+        Command::Delete { name, addr } => super::records::delete(&addr.client()?, &name).await,
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut cmd = super::Cli::command();
@@ -254,7 +242,9 @@ async fn run(file: PathBuf, flags: ControllerFlags) -> anyhow::Result<u8> {
         max_input_bytes: config.max_input_bytes,
     };
     let running = crate::runtime::start(config).await?;
-    let client = Client::new(&running.url());
+    let client = Client::new(&running.url()).with_token(Some(crate::auth::Token::new(
+        running.controller.auth.submit_token(),
+    )));
     let outcome = async {
         let job = frontend::submit(&client, &JobSource::File(file.clone()), &limits).await?;
         eprintln!("job {} submitted; running it", job.id);
@@ -301,6 +291,17 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<u8> {
         Some(d) => d,
         None => std::env::temp_dir().join(format!("drover-worker-{}", args.instance_id)),
     };
+    // By environment, never a flag: the command line is readable by every user.
+    let token = std::env::var(crate::auth::WORKER_TOKEN_ENV)
+        .ok()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .with_context(|| {
+            format!(
+                "{} is not set: a worker gets its token from the controller's fleet that starts it",
+                crate::auth::WORKER_TOKEN_ENV
+            )
+        })?;
     // Jobs run with their sandbox as current folder: every path must be absolute.
     let work_dir = std::path::absolute(&work_dir)
         .with_context(|| format!("resolving {}", work_dir.display()))?;
@@ -313,6 +314,7 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<u8> {
         work_dir,
         max_output_bytes: args.max_output_bytes,
         max_sandbox_bytes: args.max_sandbox_bytes,
+        token: crate::auth::Token::new(token),
     };
     #[cfg(feature = "aws")]
     if args.imds {

@@ -8,7 +8,7 @@ pub fn check(files: &[PathBuf]) -> u8 {
     let mut failed = false;
     for file in files {
         let name = file.display();
-        match std::fs::read(file) {
+        match crate::jdl_file::read(file) {
             Ok(bytes) => {
                 for d in reconcilers::jdl::check_bytes(&bytes) {
                     failed |= d.is_error();
@@ -26,7 +26,7 @@ pub fn check(files: &[PathBuf]) -> u8 {
 
 /// Prints the canonical form; on errors prints them and fails.
 pub fn fmt(file: &Path) -> anyhow::Result<u8> {
-    let bytes = std::fs::read(file)
+    let bytes = crate::jdl_file::read(file)
         .map_err(|e| anyhow::anyhow!("{}: cannot read the file: {e}", file.display()))?;
     let diags = reconcilers::jdl::check_bytes(&bytes);
     if diags.iter().any(|d| d.is_error()) {

@@ -47,6 +47,17 @@ pub struct ControllerAddr {
     /// The controller's address.
     #[arg(long, env = crate::client::CONTROLLER_ENV, default_value = "http://127.0.0.1:7700")]
     controller: String,
+    /// The controller's data folder, where its submit token is (submit.token);
+    /// DROVER_TOKEN, when set, is used instead.
+    #[arg(long, default_value = crate::config::DEFAULT_DATA_DIR)]
+    data_dir: PathBuf,
+}
+
+impl ControllerAddr {
+    /// A client of this controller, with the submit token found as `frontend::client` says.
+    fn client(&self) -> anyhow::Result<crate::client::Client> {
+        crate::frontend::client(&self.controller, &self.data_dir)
+    }
 }
 
 #[derive(Args, Clone, Default)]
@@ -321,10 +332,6 @@ pub struct WorkerArgs {
     /// Largest output archive uploaded, in bytes.
     #[arg(long, default_value_t = 1 << 30)]
     max_output_bytes: u64,
-    /// The most disk one attempt's folder may take, in bytes: a job that writes
-    /// more is stopped and fails, saying so (default: only the disk's size).
-    #[arg(long, env = "DROVER_MAX_SANDBOX_BYTES")]
-    max_sandbox_bytes: Option<u64>,
     /// The most disk one attempt's folder may take, in bytes: a job that writes
     /// more is stopped and fails, saying so (default: only the disk's size).
     #[arg(long, env = "DROVER_MAX_SANDBOX_BYTES")]

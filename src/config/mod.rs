@@ -65,6 +65,9 @@ pub struct ConfigFile {
     pub limits: LimitsFile,
     #[serde(default)]
     pub leader: LeaderFile,
+    /// `[auth]`: where the submit token and the cluster secret live.
+    #[serde(default)]
+    pub auth: crate::auth::AuthSettings,
 }
 
 /// `[leader]`: the lease that decides which of the controllers sharing a store
@@ -118,6 +121,12 @@ pub struct SnsFile {
 pub struct LimitsFile {
     pub max_input_bytes: Option<u64>,
     pub max_output_bytes: Option<u64>,
+    /// A client must send a request's headers within this (default 30s).
+    #[serde(default, deserialize_with = "duration_serde::option")]
+    pub header_timeout: Option<Duration>,
+    /// A request body may pause at most this long between two pieces (default 30s).
+    #[serde(default, deserialize_with = "duration_serde::option")]
+    pub body_idle_timeout: Option<Duration>,
 }
 
 impl ConfigFile {
@@ -161,12 +170,18 @@ pub struct ControllerConfig {
     pub fleet: FleetSettings,
     pub max_input_bytes: u64,
     pub max_output_bytes: u64,
+    /// Slow clients: headers must arrive within `header_timeout`, and a body
+    /// may not pause longer than `body_idle_timeout` (see `api::serve`).
+    pub header_timeout: Duration,
+    pub body_idle_timeout: Duration,
     /// A job still `Created` (its submit never finished) after this long is deleted.
     pub abandoned_after: Duration,
     /// Workers started by the local fleet stop their jobs within this after SIGTERM.
     pub kill_grace: Duration,
     /// The leader lease's duration; the leader renews it every third of it.
     pub leader_lease: Duration,
+    /// Where the API's tokens come from (default: files in the data folder).
+    pub auth: crate::auth::AuthSettings,
 }
 
 impl Default for ControllerConfig {
@@ -200,9 +215,12 @@ impl Default for ControllerConfig {
             },
             max_input_bytes: 1 << 30,
             max_output_bytes: 1 << 30,
+            header_timeout: Duration::from_secs(30),
+            body_idle_timeout: Duration::from_secs(30),
             abandoned_after: Duration::from_secs(24 * 3600),
             kill_grace: Duration::from_secs(5),
             leader_lease: Duration::from_secs(10),
+            auth: crate::auth::AuthSettings::default(),
         }
     }
 }
@@ -229,6 +247,7 @@ impl ControllerConfig {
             });
         }
         c.aws = file.aws;
+        c.auth = file.auth;
         c.sns_cert_base_url = file.sns.cert_base_url;
         if let Some(v) = file.sns.max_message_age {
             c.sns_max_message_age = v;
@@ -278,6 +297,12 @@ impl ControllerConfig {
         if let Some(v) = file.leader.lease {
             c.leader_lease = v;
         }
+        if let Some(v) = file.limits.header_timeout {
+            c.header_timeout = v;
+        }
+        if let Some(v) = file.limits.body_idle_timeout {
+            c.body_idle_timeout = v;
+        }
         problems.extend(c.problems());
         report(problems)?;
         Ok(c)
@@ -321,6 +346,11 @@ impl ControllerConfig {
                 humantime::format_duration(self.ping_interval),
                 humantime::format_duration(self.heartbeat_timeout)
             ));
+        }
+        if self.header_timeout.is_zero() || self.body_idle_timeout.is_zero() {
+            problems.push(
+                "limits.header_timeout and limits.body_idle_timeout must be above zero".to_string(),
+            );
         }
         if self.leader_lease < Duration::from_millis(500) {
             problems.push(format!(
@@ -391,27 +421,5 @@ mod tests {
     #[test]
     fn unknown_keys_are_refused() {
         assert!(toml::from_str::<ConfigFile>("listn = \"1.2.3.4:5\"").is_err());
-    }
-
-    #[test]
-    fn the_leader_lease_is_read_from_its_table_and_a_too_short_one_is_refused() {
-        let file: ConfigFile = toml::from_str("[leader]\nlease = \"4s\"\n").expect("valid toml");
-        let config = ControllerConfig::from_file(file).expect("valid");
-        assert_eq!(config.leader_lease, Duration::from_secs(4));
-        assert_eq!(
-            ControllerConfig::default().leader_lease,
-            Duration::from_secs(10)
-        );
-        let file: ConfigFile = toml::from_str("[leader]\nlease = \"100ms\"\n").expect("valid toml");
-        let err = ControllerConfig::from_file(file).unwrap_err().to_string();
-        assert!(
-            err.contains("leader.lease (100ms) must be at least 500ms"),
-            "{err}"
-        );
-        let err = toml::from_str::<ConfigFile>("[leader]\nlease = \"soon\"\n").unwrap_err();
-        assert!(
-            err.to_string().contains("`soon` is not a duration"),
-            "{err}"
-        );
     }
 }

@@ -70,10 +70,12 @@ struct Inner {
     cluster: String,
     controller_url: String,
     settings: Ec2Settings,
-    /// Derives each instance's worker token from its launch key: the same key
-    /// always sends the same user-data, which EC2's ClientToken requires (a token
-    /// reused with other parameters is refused as IdempotentParameterMismatch).
-    token_key: ring::hmac::Key,
+    /// Makes each instance's worker token from its id (which its launch key is
+    /// made from): the same launch always sends the same user-data, which EC2's
+    /// ClientToken requires (a token reused with other parameters is refused as
+    /// IdempotentParameterMismatch). The controller's own (`with_worker_tokens`),
+    /// or a random key's for a fleet used on its own.
+    worker_tokens: crate::auth::WorkerTokens,
     /// DescribeInstances' MaxResults (EC2 allows 5 to 1000).
     page_size: i32,
 }
@@ -92,6 +94,7 @@ impl Ec2Fleet {
             .retry_config(RetryConfig::disabled())
             .build();
         let secret: [u8; 32] = rand::random();
+        let worker_tokens = crate::auth::WorkerTokens::new(&secret);
         Ec2Fleet {
             inner: Arc::new(Inner {
                 client: aws_sdk_ec2::Client::from_conf(config),
@@ -103,7 +106,7 @@ impl Ec2Fleet {
                 cluster: cluster.to_string(),
                 controller_url: controller_url.to_string(),
                 settings,
-                token_key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret),
+                worker_tokens,
                 page_size: 1000,
             }),
             window: BatchWindow::default(),
@@ -115,6 +118,12 @@ impl Ec2Fleet {
     /// 10 s at most) and how many RunInstances calls run at once (default 8).
     pub fn with_batch_window(mut self, window: BatchWindow) -> Ec2Fleet {
         self.window = window;
+        self
+    }
+
+    /// Workers get tokens the controller accepts (made with its cluster secret).
+    pub fn with_worker_tokens(mut self, tokens: crate::auth::WorkerTokens) -> Ec2Fleet {
+        Arc::make_mut(&mut self.inner).worker_tokens = tokens;
         self
     }
 
@@ -227,8 +236,8 @@ impl Inner {
         Ok(found)
     }
 
-    fn worker_token(&self, key: &LaunchKey) -> String {
-        hex(ring::hmac::sign(&self.token_key, key.as_str().as_bytes()).as_ref())
+    fn worker_token(&self, instance: &Instance) -> String {
+        self.worker_tokens.token_for(instance.id.as_str())
     }
 
     fn tags(&self, instance: &Instance) -> Vec<Tag> {
@@ -258,7 +267,7 @@ impl Inner {
             instance_id: instance.id.clone(),
             slots: s.slots.unwrap_or(1),
             ping_interval: s.ping_interval.unwrap_or(Duration::from_secs(5)),
-            token: self.worker_token(&instance.launch_key),
+            token: self.worker_token(instance),
         };
         let script = render_user_data(&s.drover_path, &launch);
         let tags = self.tags(instance);

@@ -35,6 +35,8 @@ pub struct LocalFleet {
     pub kill_grace: Duration,
     /// Woken when a worker process exits, so the fleet loop notices at once.
     pub exited: Arc<Notify>,
+    /// Each worker's token, passed in its environment.
+    pub worker_tokens: crate::auth::WorkerTokens,
 }
 
 /// A worker process as seen in /proc.
@@ -147,6 +149,14 @@ impl Fleet for LocalFleet {
             .arg(humantime::format_duration(self.ping_interval).to_string())
             .arg("--work-dir")
             .arg(dir.join("work"))
+            // The token goes by environment, never argv: /proc/*/cmdline is
+            // readable by every user. The submit token the controller may have
+            // in its own environment is not the worker's business.
+            .env(
+                crate::auth::WORKER_TOKEN_ENV,
+                self.worker_tokens.token_for(instance.id.as_str()),
+            )
+            .env_remove(crate::auth::SUBMIT_TOKEN_ENV)
             .stdin(std::process::Stdio::null())
             .stdout(log)
             .stderr(log2)

@@ -28,6 +28,30 @@ use std::{
 };
 use tokio::io::AsyncWriteExt;
 
+/// A client of the controller at `url` with the submit token: `DROVER_TOKEN`
+/// when set, else `submit.token` in the controller's data folder (where an
+/// embedded controller makes it on first start). Without either the client
+/// goes without, and the controller's 401 says where to find one.
+pub fn client(url: &str, data_dir: &Path) -> anyhow::Result<Client> {
+    use crate::auth::{read_token_file, Token, SUBMIT_TOKEN_ENV, SUBMIT_TOKEN_FILE};
+    let from_env = std::env::var(SUBMIT_TOKEN_ENV)
+        .ok()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty());
+    let token = match from_env {
+        Some(t) => Some(t),
+        None => {
+            let file = data_dir.join(SUBMIT_TOKEN_FILE);
+            if file.exists() {
+                Some(read_token_file(&file)?)
+            } else {
+                None
+            }
+        }
+    };
+    Ok(Client::new(url).with_token(token.map(Token::new)))
+}
+
 /// What to submit.
 pub enum JobSource {
     File(PathBuf),

@@ -351,7 +351,7 @@ fn unchanged(file: &str, path: &Path, bytes: u64) -> Result<(), PackError> {
 /// Reads the JDL as bytes so that bad encoding (or a file far too large to be
 /// a JDL) is reported with its place by the JDL module, not as an I/O error.
 fn read_jdl(path: &Path, file: &str) -> Result<String, PackError> {
-    let bytes = fs::read(path).map_err(|source| PackError::ReadJdl {
+    let bytes = crate::jdl_file::read(path).map_err(|source| PackError::ReadJdl {
         file: file.to_string(),
         source,
     })?;

@@ -11,6 +11,8 @@ const HINT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct HttpHints {
     client: reqwest::Client,
+    /// The submit token: a controller's API takes hints only from its cluster.
+    token: Option<String>,
 }
 
 impl HttpHints {
@@ -19,7 +21,16 @@ impl HttpHints {
             .timeout(HINT_TIMEOUT)
             .build()
             .unwrap_or_default();
-        HttpHints { client }
+        HttpHints {
+            client,
+            token: None,
+        }
+    }
+
+    /// Sends hints with the cluster's submit token.
+    pub fn with_token(mut self, token: &str) -> HttpHints {
+        self.token = Some(token.to_string());
+        self
     }
 }
 
@@ -33,18 +44,19 @@ impl Default for HttpHints {
 impl Hints for HttpHints {
     async fn publish(&self, receiver: &str, msg: &Message) -> Result<(), HintError> {
         let url = format!("{}/v1/messages", normalize_address(receiver));
-        let resp = self
+        let mut req = self
             .client
             .post(&url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(msg.to_json())
-            .send()
-            .await
-            .map_err(|source| HintError::Http {
-                kind: msg.kind().to_string(),
-                receiver: receiver.to_string(),
-                source,
-            })?;
+            .body(msg.to_json());
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        let resp = req.send().await.map_err(|source| HintError::Http {
+            kind: msg.kind().to_string(),
+            receiver: receiver.to_string(),
+            source,
+        })?;
         if !resp.status().is_success() {
             return Err(HintError::Status {
                 kind: msg.kind().to_string(),

@@ -76,6 +76,7 @@ pub async fn open_fleet(
     config: &ControllerConfig,
     aws: &Aws,
     address: &ControllerAddress,
+    auth: &crate::auth::Auth,
     exited: Arc<Notify>,
 ) -> anyhow::Result<Arc<dyn Fleet>> {
     match config.fleet_provider {
@@ -90,9 +91,10 @@ pub async fn open_fleet(
             ping_interval: config.ping_interval,
             kill_grace: config.kill_grace,
             exited,
+            worker_tokens: auth.workers().clone(),
         })),
         #[cfg(feature = "aws")]
-        FleetProvider::Ec2 => aws::ec2(config, aws, address).await,
+        FleetProvider::Ec2 => aws::ec2(config, aws, address, auth).await,
         #[cfg(not(feature = "aws"))]
         FleetProvider::Ec2 => {
             let _ = aws;
@@ -106,11 +108,15 @@ pub async fn open_hints(
     config: &ControllerConfig,
     aws: &Aws,
     address: &ControllerAddress,
+    auth: &crate::auth::Auth,
     clock: &Arc<dyn Clock>,
 ) -> anyhow::Result<(Arc<dyn Hints>, Option<SnsReceiverRef>)> {
     match &config.hints {
         HintsUrl::None => Ok((Arc::new(NoHints), None)),
-        HintsUrl::Http => Ok((Arc::new(HttpHints::new()), None)),
+        HintsUrl::Http => Ok((
+            Arc::new(HttpHints::new().with_token(auth.submit_token())),
+            None,
+        )),
         #[cfg(feature = "aws")]
         HintsUrl::Sns { topic_arn } => {
             let (hints, receiver) = aws::sns(config, aws, topic_arn, address, clock).await;
@@ -118,7 +124,7 @@ pub async fn open_hints(
         }
         #[cfg(not(feature = "aws"))]
         HintsUrl::Sns { topic_arn } => {
-            let _ = (aws, address, clock);
+            let _ = (aws, address, auth, clock);
             Err(without_aws(&format!("hints = sns://{topic_arn}")))
         }
     }

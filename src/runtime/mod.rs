@@ -37,6 +37,8 @@ pub struct Controller {
     /// Cancelled when the controller starts shutting down: loops stop and long
     /// polls answer at once, so the API can drain quickly.
     pub stopping: CancellationToken,
+    /// The API's tokens: the submit token and the worker-token key.
+    pub auth: Arc<crate::auth::Auth>,
     /// The leader lease as this controller knows it: only the leader reconciles.
     pub leadership: leader::Leadership,
     /// Held while the controller runs: one controller per data folder.
@@ -140,9 +142,12 @@ impl RunningController {
         // The workers belong to the cluster, not to this controller: they are
         // stopped only by its last controller. A leader with others alive hands
         // the lease over at once instead; a follower leaves everything as it is.
-        let leading = c.leadership.store();
-        let others = leading.is_some() && leader::others_alive(c).await;
-        match leading {
+        let others = c
+            .leadership
+            .controllers()
+            .into_iter()
+            .any(|a| a != c.address);
+        match c.leadership.store() {
             Some(store) if !others => {
                 if let Err(e) = fleet::terminate_all(c, store.as_ref()).await {
                     tracing::warn!(error = %format!("{e:#}"), "stopping workers at shutdown");
@@ -171,6 +176,7 @@ pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data folder {}", config.data_dir.display()))?;
     let lock = lock_data_dir(&config.data_dir)?;
+    let auth = Arc::new(crate::auth::Auth::load(&config.data_dir, &config.auth)?);
     let aws = backends::Aws::default();
     let store = backends::open_store(&config, &aws).await?;
     let blobs = backends::open_blobs(&config)?;
@@ -190,9 +196,9 @@ pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController
     std::fs::write(&address.file, format!("{}\n", address.url))
         .with_context(|| format!("writing {}", address.file.display()))?;
     let wake = Wakeups::default();
-    let fleet = backends::open_fleet(&config, &aws, &address, wake.fleet.clone()).await?;
+    let fleet = backends::open_fleet(&config, &aws, &address, &auth, wake.fleet.clone()).await?;
     let clock: Arc<dyn Clock> = Arc::new(crate::clock::SystemClock);
-    let (hints, sns) = backends::open_hints(&config, &aws, &address, &clock).await?;
+    let (hints, sns) = backends::open_hints(&config, &aws, &address, &auth, &clock).await?;
     let holder = leader::holder_name(&config.data_dir);
     let controller = Arc::new(Controller {
         config,
@@ -207,6 +213,7 @@ pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController
         heartbeats: HeartbeatBuffer::default(),
         stopping: CancellationToken::new(),
         leadership: leader::Leadership::new(holder),
+        auth,
         _lock: lock,
     });
     // Lead at once when the lease is free (a single controller, or the previous
@@ -219,14 +226,11 @@ pub async fn start(config: ControllerConfig) -> anyhow::Result<RunningController
     let app = crate::api::router(controller.clone());
     let stop_server = CancellationToken::new();
     let stop = stop_server.clone();
-    let server = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "API server stopped");
-        }
-    });
+    let limits = crate::api::SlowClientLimits {
+        header_timeout: controller.config.header_timeout,
+        body_idle_timeout: controller.config.body_idle_timeout,
+    };
+    let server = tokio::spawn(crate::api::serve(listener, app, limits, stop));
     backends::subscribe_hints(&controller.config, &aws, &address).await;
     tracing::info!(%addr, data_dir = %controller.config.data_dir.display(), "controller started");
     Ok(RunningController {

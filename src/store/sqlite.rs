@@ -766,17 +766,14 @@ impl Store for SqliteStore {
 
     async fn announce_controller(
         &self,
-        holder: &str,
         address: &str,
         now: Timestamp,
         duration_ms: u64,
     ) -> StoreResult<Vec<String>> {
-        let (holder, address) = (holder.to_string(), address.to_string());
-        let context = format!("announcing controller {holder} at {address}");
+        let address = address.to_string();
+        let context = format!("announcing controller {address}");
         self.run(context, move |conn| {
-            write_tx(conn, |tx| {
-                lease::announce(tx, &holder, &address, now, duration_ms)
-            })
+            write_tx(conn, |tx| lease::announce(tx, &address, now, duration_ms))
         })
         .await
     }

@@ -45,6 +45,9 @@ pub struct WorkerConfig {
     pub max_output_bytes: u64,
     /// The disk one attempt's folder may take (see `sandbox/quota.rs`).
     pub max_sandbox_bytes: Option<u64>,
+    /// This worker's own token (from `DROVER_WORKER_TOKEN`), which lets it act
+    /// for itself and its jobs only.
+    pub token: crate::auth::Token,
 }
 
 /// The attempts this worker holds, each with the token that stops it.
@@ -77,7 +80,7 @@ impl Held {
 pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.work_dir)
         .with_context(|| format!("creating work folder {}", config.work_dir.display()))?;
-    let client = Client::new(&config.controller);
+    let client = Client::new(&config.controller).with_token(Some(config.token.clone()));
     let config = Arc::new(config);
     let failover = Arc::new(failover::Failover::default());
     while !shutdown.is_cancelled() {

@@ -194,8 +194,13 @@ where
         .stdin(Stdio::null())
         .stdout(out.reopen().expect("stdout"))
         .stderr(err.reopen().expect("stderr"));
+    cmd.env_remove("DROVER_TOKEN");
     if let Some(url) = url {
         cmd.env("DROVER_CONTROLLER", url);
+        // As its user would: with the controller's submit token.
+        if let Some(token) = submit_token(url) {
+            cmd.env("DROVER_TOKEN", token);
+        }
     }
     let mut child = cmd.spawn().expect("starting drover");
     let status = wait_child(&mut child, timeout).unwrap_or_else(|| {
@@ -316,6 +321,7 @@ impl Controller {
             url.starts_with("http://127.0.0.1:"),
             "unexpected address {url}"
         );
+        remember_data_dir(&url, &data_dir);
         Controller {
             child: Some(child),
             url,
@@ -489,9 +495,95 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
+// ---------------------------------------------------------------------------
+// Credentials: the raw-HTTP helpers speak with the token of whom they act for
+// ---------------------------------------------------------------------------
+
+/// The data folder of each controller the tests started, by its URL: where its
+/// submit token and cluster secret are.
+static DATA_DIRS: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+
+fn remember_data_dir(url: &str, data_dir: &Path) {
+    let mut dirs = DATA_DIRS.lock().unwrap_or_else(|p| p.into_inner());
+    dirs.retain(|(u, _)| u != url);
+    dirs.push((url.to_string(), data_dir.to_path_buf()));
+}
+
+fn data_dir_of(base: &str) -> Option<PathBuf> {
+    let base = base.trim_end_matches('/');
+    let dirs = DATA_DIRS.lock().unwrap_or_else(|p| p.into_inner());
+    dirs.iter().find(|(u, _)| u == base).map(|(_, d)| d.clone())
+}
+
+/// The submit token of the controller at `base` (one the tests started).
+pub fn submit_token(base: &str) -> Option<String> {
+    let dir = data_dir_of(base)?;
+    let text = fs::read_to_string(dir.join("submit.token")).ok()?;
+    Some(text.trim().to_string())
+}
+
+/// The token the controller at `base` gave (or would give) worker `worker`.
+pub fn worker_token(base: &str, worker: &str) -> Option<String> {
+    let dir = data_dir_of(base)?;
+    let secret = fs::read_to_string(dir.join("secret")).ok()?;
+    Some(drover::auth::WorkerTokens::new(secret.trim().as_bytes()).token_for(worker))
+}
+
+/// The token a request to a controller the tests started is sent with: the
+/// worker's own for the worker routes (the worker the request names), the
+/// submit token for the rest. So a test that plays a worker acts as that worker
+/// would, and the checks it makes (404 unknown worker, 409 stale attempt, 403
+/// wrong worker) are the ones a real worker would meet.
+fn token_for_request(base: &str, method: &str, path: &str, body: Option<&Value>) -> Option<String> {
+    let (route, query) = path.split_once('?').unwrap_or((path, ""));
+    let parts: Vec<&str> = route.trim_start_matches('/').split('/').collect();
+    let named_in_body = |key: &str| body.and_then(|b| b[key].as_str()).map(str::to_string);
+    let worker = match (method, parts.as_slice()) {
+        ("POST", ["v1", "workers", "register"]) => named_in_body("instance"),
+        ("GET", ["v1", "workers", id, "assignments"]) => Some(id.to_string()),
+        ("POST", ["v1", "messages"]) => named_in_body("worker"),
+        ("PUT", ["v1", "jobs", _, "attempts", _, _]) => query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("worker="))
+            .map(str::to_string),
+        ("GET", ["v1", "jobs", id, "input"]) => {
+            let (_, job) = http_with_token(
+                base,
+                "GET",
+                &format!("/v1/jobs/{id}"),
+                None,
+                submit_token(base).as_deref(),
+            );
+            job["attempts"]
+                .as_array()
+                .and_then(|a| a.last())
+                .and_then(|a| a["worker"].as_str())
+                .map(str::to_string)
+        }
+        _ => None,
+    };
+    match worker {
+        Some(w) => worker_token(base, &w),
+        None => submit_token(base),
+    }
+}
+
 /// One JSON request; returns the status and the body as JSON (or as a string
-/// value when it is not JSON).
+/// value when it is not JSON). To a controller the tests started, it goes with
+/// the token of whom it acts for (see `token_for_request`).
 pub fn http(base: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let token = token_for_request(base, method, path, body.as_ref());
+    http_with_token(base, method, path, body, token.as_deref())
+}
+
+/// One JSON request with exactly this bearer token (or none).
+pub fn http_with_token(
+    base: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+    token: Option<&str>,
+) -> (u16, Value) {
     block_on(async {
         let client = reqwest::Client::new();
         let url = format!("{base}{path}");
@@ -504,6 +596,9 @@ pub fn http(base: &str, method: &str, path: &str, body: Option<Value>) -> (u16, 
         if let Some(b) = body {
             req = req.json(&b);
         }
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
         let resp = req
             .send()
             .await
@@ -515,15 +610,18 @@ pub fn http(base: &str, method: &str, path: &str, body: Option<Value>) -> (u16, 
     })
 }
 
-/// `PUT` of raw bytes; returns the status and the body text.
+/// `PUT` of raw bytes, with the token of whom it acts for; returns the status
+/// and the body text.
 pub fn http_put_bytes(base: &str, path: &str, bytes: Vec<u8>) -> (u16, String) {
+    let token = token_for_request(base, "PUT", path, None);
     block_on(async {
-        let resp = reqwest::Client::new()
+        let mut req = reqwest::Client::new()
             .put(format!("{base}{path}"))
-            .body(bytes)
-            .send()
-            .await
-            .expect("PUT");
+            .body(bytes);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.expect("PUT");
         let status = resp.status().as_u16();
         (status, resp.text().await.unwrap_or_default())
     })

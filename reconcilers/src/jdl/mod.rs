@@ -214,9 +214,11 @@ fn too_large(len: usize) -> Diagnostic {
     lexer::diagnostic(
         Severity::Error,
         lexer::Pos::START,
+        // Readers stop one byte past the limit, so `len` may be less than the
+        // file's size: say only that it is over.
         format!(
-            "the file is {len} bytes, more than the {MAX_SOURCE_BYTES} bytes (1 MiB) \
-             drover reads as a JDL; is it the right file?"
+            "the file is over the {MAX_SOURCE_BYTES} bytes (1 MiB) drover reads as a JDL \
+             ({len} bytes or more); is it the right file?"
         ),
     )
 }

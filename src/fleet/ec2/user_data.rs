@@ -7,9 +7,9 @@
 use reconcilers::model::InstanceId;
 use std::time::Duration;
 
-/// The environment variable the worker finds its token in. Workers do not check
-/// it yet (authentication comes later); it is already delivered per instance.
-pub const TOKEN_ENV: &str = "DROVER_WORKER_TOKEN";
+/// The environment variable the worker finds its token in (set by the script,
+/// so it never shows on the worker's command line).
+pub const TOKEN_ENV: &str = crate::auth::WORKER_TOKEN_ENV;
 
 /// Where the worker's output goes on the instance.
 pub const LOG_FILE: &str = "/var/log/drover-worker.log";

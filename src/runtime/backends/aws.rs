@@ -70,15 +70,14 @@ pub async fn ec2(
     config: &ControllerConfig,
     aws: &Aws,
     address: &ControllerAddress,
+    auth: &crate::auth::Auth,
 ) -> anyhow::Result<Arc<dyn Fleet>> {
     let settings = ec2_settings(config)?;
     let sdk = aws.sdk(config, None).await;
-    Ok(Arc::new(Ec2Fleet::new(
-        sdk,
-        &config.cluster,
-        &address.url,
-        settings,
-    )))
+    Ok(Arc::new(
+        Ec2Fleet::new(sdk, &config.cluster, &address.url, settings)
+            .with_worker_tokens(auth.workers().clone()),
+    ))
 }
 
 /// SNS hints out, and the receiver of `POST /sns`.
