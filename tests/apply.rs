@@ -222,3 +222,78 @@ fn bad_manifests_are_refused_before_anything_is_sent() {
         "{run:#?}"
     );
 }
+
+#[test]
+fn the_record_api_refuses_bad_names_and_hashes_with_what_is_wrong() {
+    let dir = TestDir::new();
+    let ctl = Controller::start(&dir);
+    let good = format!("sha256:{}", "0".repeat(64));
+
+    let (status, body) = common::http(
+        &ctl.url,
+        "POST",
+        "/v1/records/render/plan",
+        Some(serde_json::json!({ "hash": "md5:abc" })),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("is not a manifest hash"),
+        "{body}"
+    );
+
+    let (status, body) = common::http(
+        &ctl.url,
+        "POST",
+        "/v1/records/.hidden/plan",
+        Some(serde_json::json!({ "hash": good })),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot name a job record"),
+        "{body}"
+    );
+
+    // A plan changes nothing: a new name would be created, and still is not.
+    let (status, body) = common::http(
+        &ctl.url,
+        "POST",
+        "/v1/records/render/plan",
+        Some(serde_json::json!({ "hash": good })),
+    );
+    assert_eq!(
+        (status, body["outcome"].as_str()),
+        (200, Some("created")),
+        "{body}"
+    );
+    let (status, body) = common::http(&ctl.url, "GET", "/v1/records/render", None);
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("drover apply -f FILE"),
+        "{body}"
+    );
+
+    // An apply naming a job that was never allocated submits nothing.
+    let (status, body) = common::http(
+        &ctl.url,
+        "PUT",
+        "/v1/records/render",
+        Some(
+            serde_json::json!({ "hash": good, "job": "jnothere", "jdl": "[ Executable = \"/bin/true\"; ]" }),
+        ),
+    );
+    assert_eq!(status, 409, "{body}");
+    let (status, _) = common::http(&ctl.url, "GET", "/v1/records/render", None);
+    assert_eq!(
+        status, 404,
+        "no record for a job that could not be submitted"
+    );
+}

@@ -32,7 +32,7 @@ const JOBS: usize = 30;
 const SHARES: [(Match, f64); 3] = [
     (Match::AnyDynamoDb, 0.1),
     (Match::AnyS3, 0.1),
-    (Match::AnyEc2, 0.3),
+    (Match::AnyEc2, 0.4),
 ];
 
 fn succeeded_attempts(job: &Value) -> usize {
@@ -124,12 +124,9 @@ fn a_run_whose_aws_calls_fail_at_random_loses_nothing_and_leaks_nothing() {
             f.name()
         );
     }
-    for (m, _) in &SHARES {
-        let (passed, refused) = proxy.count(m);
-        assert!(
-            passed > 0 && refused > 0,
-            "{m:?}: {passed} passed, {refused} refused"
-        );
+    for service in ["dynamodb", "s3", "ec2"] {
+        let (seen, faulted) = calls.get(service).copied().unwrap_or_default();
+        assert!(faulted > 0, "{service}: no fault in {seen} calls: {calls:?}");
     }
     let launched = ctl.metric("drover_instances_launched_total");
     assert_eq!(

@@ -275,9 +275,7 @@ mod on_aws {
 
     fn start(dir: &TestDir, moto: &Moto, config: &Path, data: &str) -> Controller {
         let config = config.to_str().expect("utf-8 path");
-        let mut env = moto.env();
-        env.push(("RUST_LOG", "info,drover::runtime::leader=debug".to_string()));
-        Controller::spawn(dir, data, &["--config", config], &env)
+        Controller::spawn(dir, data, &["--config", config], &moto.env())
     }
 
     #[test]

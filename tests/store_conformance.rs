@@ -149,7 +149,7 @@ on_both_stores!(
     of_controllers_racing_for_a_free_lease_exactly_one_wins,
     a_released_lease_is_taken_at_once_and_a_stale_release_changes_nothing,
     a_deposed_leaders_fenced_writes_are_refused_and_change_nothing,
-    announced_controllers_are_listed_until_they_expire,
+    announced_controllers_are_listed_until_they_expire_and_a_restart_replaces_its_entry,
 );
 
 // ---------------------------------------------------------------------------

@@ -137,10 +137,14 @@ fn decision(
         .map_err(|refused| ApiError::conflict(refused.to_string()))
 }
 
-/// Cancels a job as `POST /v1/jobs/{id}/cancel` does (its worker is told).
+/// Cancels a job as `POST /v1/jobs/{id}/cancel` does (its worker is told). A
+/// job already finished is left as it is; one already gone has nothing to stop.
 async fn cancel_job(c: &Ctx, job: &JobId) -> Result<(), ApiError> {
-    let Json(_cancelled) = jobs::cancel(State(c.clone()), Path(job.to_string())).await?;
-    Ok(())
+    match jobs::cancel(State(c.clone()), Path(job.to_string())).await {
+        Ok(Json(_cancelled)) => Ok(()),
+        Err(e) if e.status == axum::http::StatusCode::NOT_FOUND => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 fn not_found(name: &RecordName) -> ApiError {

@@ -422,4 +422,26 @@ mod tests {
     fn unknown_keys_are_refused() {
         assert!(toml::from_str::<ConfigFile>("listn = \"1.2.3.4:5\"").is_err());
     }
+
+    #[test]
+    fn the_leader_lease_is_read_from_its_table_and_a_too_short_one_is_refused() {
+        let file: ConfigFile = toml::from_str("[leader]\nlease = \"4s\"\n").expect("valid toml");
+        let config = ControllerConfig::from_file(file).expect("valid");
+        assert_eq!(config.leader_lease, Duration::from_secs(4));
+        assert_eq!(
+            ControllerConfig::default().leader_lease,
+            Duration::from_secs(10)
+        );
+        let file: ConfigFile = toml::from_str("[leader]\nlease = \"100ms\"\n").expect("valid toml");
+        let err = ControllerConfig::from_file(file).unwrap_err().to_string();
+        assert!(
+            err.contains("leader.lease (100ms) must be at least 500ms"),
+            "{err}"
+        );
+        let err = toml::from_str::<ConfigFile>("[leader]\nlease = \"soon\"\n").unwrap_err();
+        assert!(
+            err.to_string().contains("`soon` is not a duration"),
+            "{err}"
+        );
+    }
 }

@@ -109,7 +109,8 @@ pub async fn renew(c: &Controller) -> anyhow::Result<Duration> {
     let (lease, controllers) = tokio::join!(
         c.store
             .acquire_lease(&c.leadership.holder, &c.address, now, ms),
-        c.store.announce_controller(&c.address, now, ms)
+        c.store
+            .announce_controller(&c.leadership.holder, &c.address, now, ms)
     );
     let lease = lease?;
     tracing::debug!(holder = %lease.holder, token = lease.token, expires_at = lease.expires_at.0, took = ?started.elapsed(), "leader lease");
@@ -145,6 +146,24 @@ pub async fn renew(c: &Controller) -> anyhow::Result<Duration> {
         became_leader(c, &lease).await;
     }
     Ok(next_try(&lease, mine, c.now(), lease_time))
+}
+
+/// Whether another controller of the store is alive now, asked afresh: only
+/// one that announced itself within the last half lease counts (a live one
+/// does every third of it), not one that died a moment ago and whose entry
+/// has not expired yet.
+pub async fn others_alive(c: &Controller) -> bool {
+    let ms = c.config.leader_lease.as_millis() as u64;
+    let probe = reconcilers::model::Timestamp(c.now().0 + ms / 2);
+    let fresh = c
+        .store
+        .announce_controller(&c.leadership.holder, &c.address, probe, ms / 2)
+        .await;
+    let list = fresh.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "listing the other controllers; using the last list");
+        c.leadership.controllers()
+    });
+    list.iter().any(|a| *a != c.address)
 }
 
 /// When to look again: a leader renews every third of the lease; a follower

@@ -142,12 +142,9 @@ impl RunningController {
         // The workers belong to the cluster, not to this controller: they are
         // stopped only by its last controller. A leader with others alive hands
         // the lease over at once instead; a follower leaves everything as it is.
-        let others = c
-            .leadership
-            .controllers()
-            .into_iter()
-            .any(|a| a != c.address);
-        match c.leadership.store() {
+        let leading = c.leadership.store();
+        let others = leading.is_some() && leader::others_alive(c).await;
+        match leading {
             Some(store) if !others => {
                 if let Err(e) = fleet::terminate_all(c, store.as_ref()).await {
                     tracing::warn!(error = %format!("{e:#}"), "stopping workers at shutdown");

@@ -206,11 +206,12 @@ impl Store for DynamoStore {
 
     async fn announce_controller(
         &self,
+        holder: &str,
         address: &str,
         now: Timestamp,
         duration_ms: u64,
     ) -> StoreResult<Vec<String>> {
-        self.announce(address, now, duration_ms).await
+        self.announce(holder, address, now, duration_ms).await
     }
 
     fn fenced(&self, fence: Fence) -> Arc<dyn Store> {

@@ -143,11 +143,13 @@ pub trait Store: JobRecords + Send + Sync + 'static {
     /// that another controller takes over without waiting for the expiry.
     async fn release_lease(&self, fence: &Fence) -> StoreResult<()>;
 
-    /// Records that a controller answers at `address` until `now + duration_ms`,
-    /// and returns the addresses of every controller not expired at `now` (this
-    /// one included): the list workers fail over along.
+    /// Records that controller `holder` (its lease name) answers at `address`
+    /// until `now + duration_ms`, and returns the addresses of every controller
+    /// not expired at `now` (this one included): the list workers fail over
+    /// along. A controller restarted under the same name replaces its entry.
     async fn announce_controller(
         &self,
+        holder: &str,
         address: &str,
         now: Timestamp,
         duration_ms: u64,

@@ -766,14 +766,17 @@ impl Store for SqliteStore {
 
     async fn announce_controller(
         &self,
+        holder: &str,
         address: &str,
         now: Timestamp,
         duration_ms: u64,
     ) -> StoreResult<Vec<String>> {
-        let address = address.to_string();
-        let context = format!("announcing controller {address}");
+        let (holder, address) = (holder.to_string(), address.to_string());
+        let context = format!("announcing controller {holder} at {address}");
         self.run(context, move |conn| {
-            write_tx(conn, |tx| lease::announce(tx, &address, now, duration_ms))
+            write_tx(conn, |tx| {
+                lease::announce(tx, &holder, &address, now, duration_ms)
+            })
         })
         .await
     }

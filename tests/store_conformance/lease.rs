@@ -206,25 +206,33 @@ pub async fn a_deposed_leaders_fenced_writes_are_refused_and_change_nothing(f: F
     ));
 }
 
-pub async fn announced_controllers_are_listed_until_they_expire(f: Fixture) {
+pub async fn announced_controllers_are_listed_until_they_expire_and_a_restart_replaces_its_entry(
+    f: Fixture,
+) {
     let other = f.another_controller();
     let seen = f
         .store
-        .announce_controller("http://a", Timestamp(1_000), LEASE_MS)
+        .announce_controller("a", "http://a", Timestamp(1_000), LEASE_MS)
         .await
         .unwrap();
     assert_eq!(seen, ["http://a"]);
     let seen = other
-        .announce_controller("http://b", Timestamp(1_500), LEASE_MS)
+        .announce_controller("b", "http://b", Timestamp(1_500), LEASE_MS)
         .await
         .unwrap();
     assert_eq!(seen, ["http://a", "http://b"]);
     // a stops announcing itself: gone from the list once expired.
     let seen = other
-        .announce_controller("http://b", Timestamp(2_000), LEASE_MS)
+        .announce_controller("b", "http://b", Timestamp(2_000), LEASE_MS)
         .await
         .unwrap();
     assert_eq!(seen, ["http://b"]);
+    // b restarts on another port under the same name: one entry, the new address.
+    let seen = other
+        .announce_controller("b", "http://b2", Timestamp(2_100), LEASE_MS)
+        .await
+        .unwrap();
+    assert_eq!(seen, ["http://b2"]);
 }
 
 fn instance(id: &str) -> Instance {

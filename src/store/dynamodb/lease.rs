@@ -1,5 +1,5 @@
 //! The leader lease and the list of controllers, as items of the settings table
-//! (`name = "leader"`, `name = "controller#<address>"`), and the fenced writes.
+//! (`name = "leader"`, `name = "controller#<holder>"`), and the fenced writes.
 //!
 //! Taking the lease is a read, the decision (`Lease::next`), then one PutItem
 //! conditional on the item being exactly as read: of two controllers racing for
@@ -172,13 +172,14 @@ impl DynamoStore {
 
     pub(super) async fn announce(
         &self,
+        holder: &str,
         address: &str,
         now: Timestamp,
         duration_ms: u64,
     ) -> StoreResult<Vec<String>> {
         let table = &self.tables.settings;
-        let context = format!("announcing controller {address} in table {table}");
-        let mut item = key(&format!("{CONTROLLER_PREFIX}{address}"));
+        let context = format!("announcing controller {holder} at {address} in table {table}");
+        let mut item = key(&format!("{CONTROLLER_PREFIX}{holder}"));
         item.insert("address".into(), s(address));
         item.insert(UNTIL.into(), n(now.0.saturating_add(duration_ms)));
         self.client

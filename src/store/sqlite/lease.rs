@@ -16,7 +16,8 @@ pub const MIGRATION: &str = "
         expires_at INTEGER NOT NULL
     );
     CREATE TABLE controllers (
-        address TEXT PRIMARY KEY NOT NULL, expires_at INTEGER NOT NULL
+        holder TEXT PRIMARY KEY NOT NULL, address TEXT NOT NULL,
+        expires_at INTEGER NOT NULL
     );";
 
 fn lease_from_row(row: &Row<'_>) -> Res<Lease> {
@@ -71,13 +72,15 @@ pub fn release(tx: &Transaction<'_>, fence: &Fence) -> Res<()> {
 
 pub fn announce(
     tx: &Transaction<'_>,
+    holder: &str,
     address: &str,
     now: Timestamp,
     duration_ms: u64,
 ) -> Res<Vec<String>> {
     let until = now.0.saturating_add(duration_ms);
-    let sql = "INSERT OR REPLACE INTO controllers (address, expires_at) VALUES (?1, ?2)";
-    exec(tx, sql, params![address, until])?;
+    let sql =
+        "INSERT OR REPLACE INTO controllers (holder, address, expires_at) VALUES (?1, ?2, ?3)";
+    exec(tx, sql, params![holder, address, until])?;
     // The long gone are forgotten; a day keeps a list readable by hand.
     let forget = now.0.saturating_sub(24 * 3600 * 1000);
     exec(
