@@ -88,6 +88,17 @@ fn an_unchanged_manifest_applied_twice_makes_one_job_and_a_changed_input_file_a_
 
     let synced = ctl.drover(["get", "-f", "copy.jdl"]).expect_ok("get -f");
     assert!(synced.stdout.contains("in sync"), "{synced:#?}");
+    // The same for scripts, with a manifest not applied yet.
+    dir.write("later.jdl", "[ Executable = \"/bin/true\"; ]\n");
+    let json = ctl
+        .drover(["get", "--json", "-f", "copy.jdl", "-f", "later.jdl"])
+        .expect_ok("get --json -f")
+        .json();
+    assert_eq!(json[0]["name"], "copy");
+    assert_eq!(json[0]["manifest"], "in_sync");
+    assert_eq!(json[0]["manifest_hash"], gen2["hash"]);
+    assert_eq!(json[1]["name"], "later");
+    assert_eq!(json[1]["manifest"], "not_applied");
 }
 
 #[test]

@@ -202,7 +202,10 @@ pub async fn get(
             .collect()
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&views)?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&drift_json(&views, &local)?)?
+        );
         return Ok(0);
     }
     if views.is_empty() && local.is_empty() {
@@ -245,6 +248,38 @@ pub async fn get(
     }
     print!("{}", t.render());
     Ok(0)
+}
+
+/// The records as JSON; with manifests, each record gains `manifest`
+/// (`in_sync`, `changed` or null when no manifest names it) and `manifest_hash`,
+/// and each manifest without a record is listed as `{name, manifest:
+/// "not_applied", manifest_hash}`.
+fn drift_json(
+    views: &[RecordView],
+    local: &BTreeMap<RecordName, ManifestHash>,
+) -> anyhow::Result<serde_json::Value> {
+    let mut out = Vec::new();
+    for v in views {
+        let mut value = serde_json::to_value(v)?;
+        if !local.is_empty() {
+            let here = local.get(&v.record.name);
+            value["manifest"] = match here {
+                Some(h) if *h == v.record.hash => "in_sync".into(),
+                Some(_) => "changed".into(),
+                None => serde_json::Value::Null,
+            };
+            value["manifest_hash"] = here.map(|h| h.0.clone()).into();
+        }
+        out.push(value);
+    }
+    for (name, hash) in local {
+        if !views.iter().any(|v| v.record.name == *name) {
+            out.push(serde_json::json!({
+                "name": name, "manifest": "not_applied", "manifest_hash": hash
+            }));
+        }
+    }
+    Ok(serde_json::Value::Array(out))
 }
 
 /// `drover delete NAME`: removes the record, cancelling its job if in flight.
