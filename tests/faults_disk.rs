@@ -1,0 +1,183 @@
+//! Fault 6 of the reliability campaign (docs/reliability.md): disk and size.
+//! An input over the controller's limit is refused before anything is uploaded
+//! or recorded; a job that fills its sandbox fails saying so, and its worker
+//! goes on with the next job; an output over the limit fails the attempt,
+//! saying so, and is not retried as if the worker were at fault.
+//!
+//! Each test prints a `FIGURES` line (`--nocapture`).
+
+mod common;
+
+use common::{files_under, wait_for, Controller, TestDir};
+use std::{
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+/// A controller whose `[limits]` are `limits` (TOML lines).
+fn controller_with_limits(dir: &TestDir, limits: &str, extra: &[&str]) -> Controller {
+    let config = dir.write("drover.toml", &format!("[limits]\n{limits}\n"));
+    let config = config.to_str().expect("utf-8 path").to_string();
+    let mut args = vec!["--config", config.as_str()];
+    args.extend(extra);
+    Controller::start_with(dir, "data", &args)
+}
+
+#[test]
+fn an_input_over_the_controllers_limit_is_refused_before_anything_is_uploaded() {
+    let dir = TestDir::new();
+    let ctl = controller_with_limits(&dir, "max_input_bytes = 100000", &[]);
+    // 300 kB of input: three times the controller's limit, far below the
+    // frontend's own default (1 GiB): only the controller's limit refuses it.
+    dir.write("big.dat", &"x".repeat(300_000));
+    let jdl = dir.write(
+        "big.jdl",
+        "[\n  Executable = \"/bin/cat\";\n  Arguments = \"big.dat\";\n  InputSandbox = {\"big.dat\"};\n]\n",
+    );
+    let run = ctl.drover([std::ffi::OsStr::new("submit"), jdl.as_os_str()]);
+    assert_ne!(run.code, Some(0), "{run:#?}");
+    assert!(
+        run.stderr.contains("over") && run.stderr.contains("100000"),
+        "the refusal names the limit: {run:#?}"
+    );
+    assert!(run.stdout.trim().is_empty(), "no job id printed: {run:#?}");
+    // Nothing recorded, nothing uploaded.
+    let jobs = ctl.jobs();
+    let blobs = files_under(&ctl.data_dir.join("blobs"));
+    println!(
+        "FIGURES fault=input_over_limit jobs_submitted=1 jobs_recorded={} blobs_stored={} \
+         limit_bytes=100000 input_bytes=300000",
+        jobs.len(),
+        blobs.len()
+    );
+    assert!(jobs.is_empty(), "a job was recorded: {jobs:?}");
+    assert!(blobs.is_empty(), "something was uploaded: {blobs:?}");
+
+    // Within the limit, the same job goes through.
+    dir.write("big.dat", &"x".repeat(50_000));
+    let id = ctl.submit(&jdl);
+    let job = ctl.wait_done(&id, Duration::from_secs(20));
+    assert_eq!(job["state"], "succeeded", "{job:#}");
+}
+
+#[test]
+fn an_output_over_the_limit_fails_the_attempt_saying_so_and_is_not_retried() {
+    let dir = TestDir::new();
+    let ctl = controller_with_limits(&dir, "max_output_bytes = 20000", &[]);
+    // Random bytes do not compress: the archive is about 200 kB.
+    let id = ctl.submit(&dir.write(
+        "big-output.jdl",
+        "[\n  Executable = \"/bin/sh\";\n  Arguments = \"-c 'head -c 200000 /dev/urandom > big.bin'\";\n  OutputSandbox = {\"big.bin\"};\n  ShallowRetryCount = 3;\n]\n",
+    ));
+    let job = ctl.wait_done(&id, Duration::from_secs(30));
+    let attempts = job["attempts"].as_array().cloned().unwrap_or_default();
+    println!(
+        "FIGURES fault=output_over_limit jobs=1 attempts={} state={} limit_bytes=20000 reason={:?}",
+        attempts.len(),
+        job["state"],
+        job["reason"].as_str().unwrap_or("")
+    );
+    assert_eq!(job["state"], "failed", "{job:#}");
+    assert_eq!(attempts.len(), 1, "retried as a worker's failure: {job:#}");
+    assert_eq!(attempts[0]["outcome"], "failed", "{job:#}");
+    let reason = job["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains("output") && reason.contains("over the limit of 20000 bytes"),
+        "{job:#}"
+    );
+    assert_eq!(attempts[0]["has_output"], false, "{job:#}");
+    assert!(
+        !ctl.data_dir
+            .join("blobs/jobs")
+            .join(&id)
+            .join("attempts/1/output.tar.gz")
+            .exists(),
+        "the output over the limit was stored"
+    );
+}
+
+const WORKER: &str = "quota-1";
+
+/// `drover worker` started by hand with a sandbox quota, its work under `dir/work`.
+fn worker_with_quota(dir: &TestDir, url: &str, quota: u64) -> (Child, PathBuf) {
+    let token = common::worker_token(url, WORKER).expect("the cluster's worker token");
+    let log = dir.join("worker.log");
+    let file = std::fs::File::create(&log).expect("worker log");
+    let child = Command::new(common::drover_bin())
+        .arg("worker")
+        .args(["--controller", url, "--instance-id", WORKER])
+        .args(["--slots", "1", "--ping-interval", "300ms"])
+        .args(["--max-sandbox-bytes", &quota.to_string()])
+        .arg("--work-dir")
+        .arg(dir.join("work"))
+        .current_dir(dir.path())
+        .env("RUST_LOG", "info")
+        .env("DROVER_WORKER_TOKEN", token)
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().expect("log"))
+        .stderr(file)
+        .spawn()
+        .expect("starting drover worker");
+    (child, log)
+}
+
+#[test]
+fn a_job_that_fills_its_sandbox_fails_saying_so_and_its_worker_runs_the_next_job() {
+    let dir = TestDir::new();
+    // No fleet workers: the hand-started worker with its quota is the only one.
+    let ctl = Controller::start_with(&dir, "data", &["--max-workers", "0"]);
+    let quota: u64 = 5_000_000;
+    let (mut worker, log) = worker_with_quota(&dir, &ctl.url, quota);
+
+    // Writes 1 MB a time, without end: the disk would fill if nothing stopped it.
+    let filler = ctl.submit(&dir.write(
+        "filler.jdl",
+        "[\n  Executable = \"/bin/sh\";\n  Arguments = \"-c 'i=0; while true; do head -c 1000000 /dev/zero > f$i; i=$((i+1)); done'\";\n  MaxWallTime = 60;\n]\n",
+    ));
+    let started = Instant::now();
+    let job = ctl.wait_done(&filler, Duration::from_secs(30));
+    let stopped_after = started.elapsed();
+    let reason = job["reason"].as_str().unwrap_or("").to_string();
+
+    // The worker is still there, and runs the next job.
+    let next = ctl.submit(&dir.write(
+        "next.jdl",
+        "[\n  Executable = \"/bin/sh\";\n  Arguments = \"-c 'echo fine > out.txt'\";\n  OutputSandbox = {\"out.txt\"};\n]\n",
+    ));
+    let after = ctl.wait_done(&next, Duration::from_secs(20));
+    let left = files_under(&dir.join("work"));
+    println!(
+        "FIGURES fault=sandbox_filled jobs=2 quota_bytes={quota} filler_state={} \
+         filler_stopped_after_ms={} next_job_state={} worker_alive={} files_left_in_work_dir={}",
+        job["state"],
+        stopped_after.as_millis(),
+        after["state"],
+        matches!(worker.try_wait(), Ok(None)),
+        left.len()
+    );
+    assert_eq!(job["state"], "failed", "{job:#}");
+    assert!(
+        reason.contains("filled its sandbox")
+            && reason.contains(&format!("limit of {quota} bytes")),
+        "{job:#}"
+    );
+    assert_eq!(
+        job["attempts"].as_array().map(Vec::len),
+        Some(1),
+        "RetryCount defaults to 0: {job:#}"
+    );
+    assert_eq!(after["state"], "succeeded", "{after:#}");
+    assert_eq!(after["attempts"][0]["worker"], WORKER, "{after:#}");
+    assert!(
+        matches!(worker.try_wait(), Ok(None)),
+        "the worker died:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    // The filled sandbox was removed with its attempt.
+    wait_for(Duration::from_secs(5), "the attempt folders to go", || {
+        files_under(&dir.join("work")).is_empty().then_some(())
+    });
+    let _ = worker.kill();
+    let _ = worker.wait();
+}
