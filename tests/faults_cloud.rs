@@ -126,7 +126,10 @@ fn a_run_whose_aws_calls_fail_at_random_loses_nothing_and_leaks_nothing() {
     }
     for service in ["dynamodb", "s3", "ec2"] {
         let (seen, faulted) = calls.get(service).copied().unwrap_or_default();
-        assert!(faulted > 0, "{service}: no fault in {seen} calls: {calls:?}");
+        assert!(
+            faulted > 0,
+            "{service}: no fault in {seen} calls: {calls:?}"
+        );
     }
     let launched = ctl.metric("drover_instances_launched_total");
     assert_eq!(
