@@ -114,12 +114,20 @@ pub async fn renew(c: &Controller) -> anyhow::Result<Duration> {
     );
     let lease = lease?;
     tracing::debug!(holder = %lease.holder, token = lease.token, expires_at = lease.expires_at.0, took = ?started.elapsed(), "leader lease");
-    let controllers = controllers?;
+    // The list only serves workers' fail-over: a failure to update it must not
+    // cost the lease just taken.
+    let controllers = controllers
+        .map_err(
+            |e| tracing::warn!(error = %e, "announcing this controller; keeping the last list"),
+        )
+        .ok();
     let mine = lease.holder == c.leadership.holder;
     let became = {
         let mut state = c.leadership.lock();
         state.leader_address = Some(lease.address.clone());
-        state.controllers = controllers;
+        if let Some(list) = controllers {
+            state.controllers = list;
+        }
         let was = state.leading.as_ref().map(|l| l.fence.token);
         if mine {
             // By our own clock, a little before the store's expiry (measured
