@@ -181,3 +181,26 @@ fn a_job_that_fills_its_sandbox_fails_saying_so_and_its_worker_runs_the_next_job
     let _ = worker.kill();
     let _ = worker.wait();
 }
+
+#[test]
+fn a_sandbox_quota_in_drover_toml_reaches_the_local_workers() {
+    let dir = TestDir::new();
+    let ctl = controller_with_limits(&dir, "max_sandbox_bytes = 3000000", &["--max-workers", "1"]);
+    let filler = ctl.submit(&dir.write(
+        "filler.jdl",
+        "[\n  Executable = \"/bin/sh\";\n  Arguments = \"-c 'i=0; while true; do head -c 1000000 /dev/zero > f$i; i=$((i+1)); done'\";\n  MaxWallTime = 60;\n]\n",
+    ));
+    let job = ctl.wait_done(&filler, Duration::from_secs(30));
+    assert_eq!(job["state"], "failed", "{job:#}");
+    let reason = job["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains("filled its sandbox") && reason.contains("limit of 3000000 bytes"),
+        "{job:#}"
+    );
+    // The same worker goes on.
+    let worker = job["attempts"][0]["worker"].clone();
+    let next = ctl.submit(&dir.write("next.jdl", "[\n  Executable = \"/bin/true\";\n]\n"));
+    let after = ctl.wait_done(&next, Duration::from_secs(20));
+    assert_eq!(after["state"], "succeeded", "{after:#}");
+    assert_eq!(after["attempts"][0]["worker"], worker, "{after:#}");
+}

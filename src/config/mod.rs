@@ -121,6 +121,8 @@ pub struct SnsFile {
 pub struct LimitsFile {
     pub max_input_bytes: Option<u64>,
     pub max_output_bytes: Option<u64>,
+    /// The disk one attempt's folder may take on a local worker (no limit by default).
+    pub max_sandbox_bytes: Option<u64>,
     /// A client must send a request's headers within this (default 30s).
     #[serde(default, deserialize_with = "duration_serde::option")]
     pub header_timeout: Option<Duration>,
@@ -170,6 +172,8 @@ pub struct ControllerConfig {
     pub fleet: FleetSettings,
     pub max_input_bytes: u64,
     pub max_output_bytes: u64,
+    /// Passed to the local fleet's workers (`drover worker --max-sandbox-bytes`).
+    pub max_sandbox_bytes: Option<u64>,
     /// Slow clients: headers must arrive within `header_timeout`, and a body
     /// may not pause longer than `body_idle_timeout` (see `api::serve`).
     pub header_timeout: Duration,
@@ -215,6 +219,7 @@ impl Default for ControllerConfig {
             },
             max_input_bytes: 1 << 30,
             max_output_bytes: 1 << 30,
+            max_sandbox_bytes: None,
             header_timeout: Duration::from_secs(30),
             body_idle_timeout: Duration::from_secs(30),
             abandoned_after: Duration::from_secs(24 * 3600),
@@ -293,6 +298,9 @@ impl ControllerConfig {
         }
         if let Some(v) = file.limits.max_output_bytes {
             c.max_output_bytes = v;
+        }
+        if let Some(v) = file.limits.max_sandbox_bytes {
+            c.max_sandbox_bytes = Some(v);
         }
         if let Some(v) = file.leader.lease {
             c.leader_lease = v;

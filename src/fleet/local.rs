@@ -37,6 +37,8 @@ pub struct LocalFleet {
     pub exited: Arc<Notify>,
     /// Each worker's token, passed in its environment.
     pub worker_tokens: crate::auth::WorkerTokens,
+    /// The sandbox quota of each attempt (`[limits] max_sandbox_bytes`).
+    pub max_sandbox_bytes: Option<u64>,
 }
 
 /// A worker process as seen in /proc.
@@ -149,6 +151,10 @@ impl Fleet for LocalFleet {
             .arg(humantime::format_duration(self.ping_interval).to_string())
             .arg("--work-dir")
             .arg(dir.join("work"))
+            .args(
+                self.max_sandbox_bytes
+                    .map(|max| format!("--max-sandbox-bytes={max}")),
+            )
             // The token goes by environment, never argv: /proc/*/cmdline is
             // readable by every user. The submit token the controller may have
             // in its own environment is not the worker's business.

@@ -92,6 +92,7 @@ pub async fn open_fleet(
             kill_grace: config.kill_grace,
             exited,
             worker_tokens: auth.workers().clone(),
+            max_sandbox_bytes: config.max_sandbox_bytes,
         })),
         #[cfg(feature = "aws")]
         FleetProvider::Ec2 => aws::ec2(config, aws, address, auth).await,
