@@ -88,13 +88,34 @@ impl Leadership {
     }
 }
 
-/// The lease holder name of a controller on this host with this data folder.
+/// The lease holder name of the controller on this data folder: its host, the
+/// folder, and an id kept in the folder (`controller.id`), so that two
+/// machines with the same host name and folder path never share a name, and a
+/// controller restarted on the folder keeps its own.
 pub fn holder_name(data_dir: &std::path::Path) -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "localhost".to_string());
     let dir = std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
-    format!("{host}:{}", dir.display())
+    format!("{host}:{}:{}", dir.display(), folder_id(data_dir))
+}
+
+/// The id in `<data_dir>/controller.id`, made on first use. Without it (a
+/// folder that cannot be written) a fresh id: this controller then waits for
+/// its predecessor's lease to expire after a restart, nothing worse.
+fn folder_id(data_dir: &std::path::Path) -> String {
+    let path = data_dir.join("controller.id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        let id = id.trim();
+        if !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return id.to_string();
+        }
+    }
+    let id = format!("{:016x}", rand::random::<u64>());
+    if let Err(e) = std::fs::write(&path, format!("{id}\n")) {
+        tracing::warn!(path = %path.display(), error = %e, "keeping this controller's lease name");
+    }
+    id
 }
 
 /// Takes or renews the lease once and records the outcome. Returns how long to
@@ -235,6 +256,18 @@ mod tests {
             token: 3,
             expires_at: Timestamp(expires),
         }
+    }
+
+    #[test]
+    fn a_folder_keeps_its_lease_name_and_two_folders_never_share_one() {
+        let a = tempfile::tempdir().expect("temp dir");
+        let b = tempfile::tempdir().expect("temp dir");
+        let first = holder_name(a.path());
+        assert_eq!(holder_name(a.path()), first, "stable across restarts");
+        assert_ne!(holder_name(b.path()), first);
+        // Another machine with the same host name and path: another id.
+        std::fs::remove_file(a.path().join("controller.id")).expect("remove the id");
+        assert_ne!(holder_name(a.path()), first);
     }
 
     #[test]
