@@ -149,7 +149,8 @@ fn a_job_that_fills_its_sandbox_fails_saying_so_and_its_worker_runs_the_next_job
     let left = files_under(&dir.join("work"));
     println!(
         "FIGURES fault=sandbox_filled jobs=2 quota_bytes={quota} filler_state={} \
-         filler_stopped_after_ms={} next_job_state={} worker_alive={} files_left_in_work_dir={}",
+         filler_stopped_after_ms={} next_job_state={} worker_alive={} files_left_in_work_dir={} \
+         reason={reason:?}",
         job["state"],
         stopped_after.as_millis(),
         after["state"],
