@@ -193,7 +193,9 @@ fn a_quiet_job_uploads_no_empty_logs_and_they_read_as_empty() {
         "empty logs were stored: {stored:?}"
     );
     for stream in ["stdout", "stderr"] {
-        let run = ctl.drover(["logs", &id, "--stream", stream]).expect_ok("logs");
+        let run = ctl
+            .drover(["logs", &id, "--stream", stream])
+            .expect_ok("logs");
         assert_eq!(run.stdout, "", "{run:#?}");
     }
 }

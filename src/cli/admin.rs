@@ -137,9 +137,7 @@ async fn create_bucket(sdk: &aws_config::SdkConfig, bucket: &str) -> anyhow::Res
         types::CreateBucketConfiguration,
     };
     // Emulators and private endpoints address buckets by path.
-    let conf = crate::aws::s3_config(sdk)
-        .force_path_style(true)
-        .build();
+    let conf = crate::aws::s3_config(sdk).force_path_style(true).build();
     let client = aws_sdk_s3::Client::from_conf(conf);
     let mut req = client.create_bucket().bucket(bucket);
     // us-east-1 is the one region that refuses a location constraint.
