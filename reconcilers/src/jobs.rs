@@ -316,9 +316,12 @@ pub fn reconcile(s: &JobsSnapshot) -> JobsPlan {
     free.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
     let capacity: u32 = free.iter().map(|(_, n)| n).sum();
     let take = (capacity as usize).min(queued.len());
-    // Only the oldest `take` jobs matter: a partial selection, not a full sort,
-    // keeps the tick cheap when 100,000 jobs wait.
-    let by_age = |a: &&Job, b: &&Job| (a.queued_at, &a.id).cmp(&(b.queued_at, &b.id));
+    // Work that already started once (requeued from a lost worker, or retried)
+    // goes first, then the oldest: a lost worker's jobs run elsewhere within a
+    // tick even behind a long queue. Only the first `take` jobs matter: a partial
+    // selection, not a full sort, keeps the tick cheap when 100,000 jobs wait.
+    let key = |j: &Job| (j.attempts.is_empty(), j.queued_at);
+    let by_age = |a: &&Job, b: &&Job| (key(a), &a.id).cmp(&(key(b), &b.id));
     if take < queued.len() {
         queued.select_nth_unstable_by(take, by_age);
         queued.truncate(take);

@@ -71,6 +71,28 @@ fn queued_jobs_go_oldest_first_to_free_slots() {
 }
 
 #[test]
+fn requeued_work_goes_before_jobs_that_waited_longer() {
+    // j-lost ran on a worker that died; it was requeued after j-old was queued.
+    let mut lost = worker_lost(
+        &on_worker("j-lost", "w-dead", JobState::Running),
+        "worker w-dead lost",
+        Timestamp(90),
+    );
+    assert_eq!(lost.state, JobState::Queued);
+    lost.queued_at = Some(Timestamp(90));
+    let jobs = vec![queued("j-old", 10), queued("j-older", 5), lost];
+    let workers = vec![worker("w1", 2, 100)];
+    let plan = reconcile(&JobsSnapshot {
+        now: Timestamp(100),
+        jobs: &jobs,
+        workers: &workers,
+        heartbeat_timeout_ms: HB,
+    });
+    let ids: Vec<&str> = plan.assigned.iter().map(|(j, _)| j.as_str()).collect();
+    assert_eq!(ids, ["j-lost", "j-older"]);
+}
+
+#[test]
 fn work_spreads_over_workers_and_never_exceeds_their_slots() {
     let jobs: Vec<Job> = (0..10).map(|i| queued(&format!("j{i}"), i)).collect();
     let mut busy = worker("w2", 3, 100);
