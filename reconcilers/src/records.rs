@@ -63,9 +63,15 @@ pub struct ManifestHash(pub String);
 
 impl ManifestHash {
     /// The first characters after the algorithm, enough for people to compare.
+    /// Counted in characters, not bytes: a hash comes from a client and may hold
+    /// anything before the API checks it, and a byte slice could split a character.
     pub fn short(&self) -> &str {
+        const SHOWN: usize = 12;
         let hex = self.0.split_once(':').map_or(self.0.as_str(), |(_, h)| h);
-        &hex[..hex.len().min(12)]
+        match hex.char_indices().nth(SHOWN) {
+            Some((end, _)) => &hex[..end],
+            None => hex,
+        }
     }
 }
 
@@ -189,6 +195,28 @@ pub fn next_record(
             updated_at: now,
             ..r.clone()
         },
+    }
+}
+
+/// What a record write whose answer was not a plain "written" did. A refusal or
+/// an error does not prove the write failed: its answer may have been lost and
+/// the store client's retry refused (the record already moved on, by this very
+/// write). Read back, the record tells: it names the job the write was for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteSettled {
+    /// The record names the job: the write landed; carry on as if it said so.
+    Landed,
+    /// The record names another job, or is gone: this write did not land (or
+    /// another apply replaced it since). Nothing names the job, so it must be
+    /// cancelled, or the next apply would submit the manifest a second time.
+    Lost,
+}
+
+/// Judges a write of a record naming `job` by `reread`, the record read back.
+pub fn settle_write(reread: Option<&JobRecord>, job: &JobId) -> WriteSettled {
+    match reread {
+        Some(r) if r.job == *job => WriteSettled::Landed,
+        _ => WriteSettled::Lost,
     }
 }
 

@@ -117,6 +117,43 @@ fn replace_cancels_the_job_in_flight() {
 }
 
 #[test]
+fn a_write_whose_answer_was_lost_landed_if_the_record_names_its_job() {
+    // The write of generation 4 (job j4) was retried after its answer was lost:
+    // the retry was refused, but the record read back is the one it wrote.
+    let written = next_record(
+        &name("render"),
+        Some(&record(3, "a", "j3")),
+        &hash("b"),
+        &JobId::new("j4"),
+        Timestamp(30),
+    );
+    assert_eq!(
+        settle_write(Some(&written), &JobId::new("j4")),
+        WriteSettled::Landed
+    );
+}
+
+#[test]
+fn a_write_lost_to_another_apply_or_a_delete_is_lost() {
+    // Another apply wrote its own job first; or the record was deleted meanwhile.
+    let theirs = record(4, "c", "j-theirs");
+    assert_eq!(
+        settle_write(Some(&theirs), &JobId::new("j-mine")),
+        WriteSettled::Lost
+    );
+    assert_eq!(
+        settle_write(None, &JobId::new("j-mine")),
+        WriteSettled::Lost
+    );
+    // The record still at the generation read: the write never landed.
+    let before = record(3, "a", "j3");
+    assert_eq!(
+        settle_write(Some(&before), &JobId::new("j4")),
+        WriteSettled::Lost
+    );
+}
+
+#[test]
 fn record_names_are_what_needs_no_quoting() {
     for ok in ["hello", "render-2", "a.b_c", "9lives"] {
         assert!(RecordName::parse(ok).is_ok(), "{ok}");
@@ -133,7 +170,29 @@ fn a_short_hash_is_twelve_hex_digits() {
     assert_eq!(ManifestHash("abc".into()).short(), "abc");
 }
 
+#[test]
+fn a_short_hash_of_non_ascii_input_keeps_whole_characters() {
+    // 11 ASCII digits then a two-byte character: byte 12 falls inside it.
+    assert_eq!(hash("01234567890é99").short(), "01234567890é");
+    assert_eq!(ManifestHash("sha256:éééé".into()).short(), "éééé");
+    assert_eq!(
+        ManifestHash("日本語のハッシュ値です、長い".into()).short(),
+        "日本語のハッシュ値です、"
+    );
+}
+
 proptest! {
+    /// Whatever a client sends as a hash, its short form is a prefix of at most
+    /// twelve characters of what follows the first `:`.
+    #[test]
+    fn a_short_hash_never_panics(raw in any::<String>()) {
+        let h = ManifestHash(raw.clone());
+        let short = h.short();
+        let after = raw.split_once(':').map_or(raw.as_str(), |(_, rest)| rest);
+        prop_assert!(after.starts_with(short));
+        prop_assert!(short.chars().count() <= 12);
+    }
+
     /// Whatever the record and its job's state, an apply either changes nothing,
     /// or submits; it never cancels a finished job, and only replaces when asked.
     #[test]

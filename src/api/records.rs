@@ -7,18 +7,25 @@
 //! the client allocates a job and uploads its input as for `drover submit`, and
 //! `PUT /v1/records/{name}` decides again on fresh data, submits the job, and
 //! writes the record conditionally on the version it read: if another apply got
-//! there first, the new job is cancelled and the caller told to apply again.
+//! there first, the new job is cancelled and the caller told to apply again. A
+//! refused or failed write is read back before that (`write.rs`): the store's
+//! retry of a write whose answer was lost is refused although the write landed.
+
+mod write;
 
 use super::{jobs, wire::SubmitRequest, ApiError, Ctx};
 use axum::{
     extract::{Path, State},
+    http::StatusCode,
     Json,
 };
+use futures::{StreamExt, TryStreamExt};
 use reconcilers::{
     model::{JobId, JobState},
     records::{decide, next_record, ApplyDecision, JobRecord, ManifestHash, RecordName},
 };
 use serde::{Deserialize, Serialize};
+use write::{write_record, Recorded};
 
 // ---- wire: shared with the client ----
 
@@ -142,8 +149,24 @@ fn decision(
 async fn cancel_job(c: &Ctx, job: &JobId) -> Result<(), ApiError> {
     match jobs::cancel(State(c.clone()), Path(job.to_string())).await {
         Ok(Json(_cancelled)) => Ok(()),
-        Err(e) if e.status == axum::http::StatusCode::NOT_FOUND => Ok(()),
+        Err(e) if e.status == StatusCode::NOT_FOUND => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+/// Cancels a submitted job that no record names (its record write was refused
+/// or failed), so that the next apply does not leave it running beside a second
+/// one. Best effort: says what became of it, for the caller's message.
+async fn cancel_unrecorded(c: &Ctx, job: &JobId) -> String {
+    match cancel_job(c, job).await {
+        Ok(()) => format!("job {job} was cancelled"),
+        Err(e) => {
+            tracing::warn!(%job, error = %e.message, "cannot cancel a job no record names");
+            format!(
+                "job {job} could not be cancelled ({}): cancel it with `drover cancel {job}`",
+                e.message
+            )
+        }
     }
 }
 
@@ -153,12 +176,18 @@ fn not_found(name: &RecordName) -> ApiError {
     ))
 }
 
+/// How many jobs `list` reads at once: a remote store answers each read in a
+/// round trip, so reading them one by one would make a long list slow.
+const LIST_READS_AT_ONCE: usize = 16;
+
 /// `GET /v1/records`: every record, by name, with its job's state.
 pub async fn list(State(c): State<Ctx>) -> Result<Json<Vec<RecordView>>, ApiError> {
-    let mut views = Vec::new();
-    for record in c.store.list_records().await? {
-        views.push(view(&c, record).await?);
-    }
+    let records = c.store.list_records().await?;
+    let views = futures::stream::iter(records)
+        .map(|record| view(&c, record))
+        .buffered(LIST_READS_AT_ONCE)
+        .try_collect()
+        .await?;
     Ok(Json(views))
 }
 
@@ -221,17 +250,42 @@ pub async fn apply(
         jobs::submit(State(c.clone()), Path(req.job.to_string()), Json(submit)).await?;
     let old = current.as_ref().map(|v| &v.record);
     let next = next_record(&name, old, &req.hash, &req.job, c.now());
-    let written = match old {
-        None => c.store.create_record(&next).await?,
-        Some(_) => c.store.update_record(&next).await?,
-    };
-    if written == crate::store::RecordWrite::Refused {
-        cancel_job(&c, &req.job).await?;
-        return Err(ApiError::conflict(format!(
-            "job record `{name}` changed while this apply ran (another apply at the same time?); \
-             job {} was cancelled: run `drover apply` again",
-            req.job
-        )));
+    let job = &req.job;
+    match write_record(&*c.store, &next, old.is_none()).await {
+        Recorded::Written => {}
+        Recorded::Refused => {
+            let cancelled = cancel_unrecorded(&c, job).await;
+            return Err(ApiError::conflict(format!(
+                "job record `{name}` changed while this apply ran (another apply at the same \
+                 time?); {cancelled}: run `drover apply` again"
+            )));
+        }
+        Recorded::Failed(e) => {
+            let cancelled = cancel_unrecorded(&c, job).await;
+            let e = ApiError::from(e);
+            return Err(ApiError::new(
+                e.status,
+                format!(
+                    "job record `{name}` could not be written ({}); {cancelled}: \
+                     run `drover apply` again",
+                    e.message
+                ),
+            ));
+        }
+        Recorded::Unknown { write, reread } => {
+            // Cancelling could leave the record naming a cancelled job, which the
+            // next apply of the same manifest would call unchanged; keeping it
+            // could leave a job no record names. Neither is safe to pick blind.
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "job record `{name}`: its write (naming job {job}) answered {write}, and \
+                     reading it back failed ({reread}); job {job} was left queued. \
+                     `drover get {name}` shows whether the record names it; if not, \
+                     cancel it with `drover cancel {job}` and apply again"
+                ),
+            ));
+        }
     }
     let cancelled = match &decided {
         ApplyDecision::Replace { cancel } => {
