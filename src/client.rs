@@ -26,6 +26,69 @@ pub enum ClientError {
     Api { status: StatusCode, message: String },
     #[error("talking to the controller at {url}: {detail}")]
     Other { url: String, detail: String },
+    /// A presigned upload did not reach S3 (`host` only: the URL's query is a signature).
+    #[error("uploading to S3 at {host}: {detail}")]
+    Storage { host: String, detail: String },
+}
+
+/// At most this much of an error answer's body is read: a message is short, and
+/// a body without end (a proxy's page, a stream) must not be held in memory.
+const CONTROLLER_ERROR_BYTES: usize = 64 * 1024;
+const S3_ERROR_BYTES: usize = 4 * 1024;
+
+/// The first `limit` bytes of a body, as text; `[...]` marks a cut.
+async fn read_capped(mut resp: reqwest::Response, limit: usize) -> String {
+    let mut body = Vec::new();
+    let mut cut = false;
+    // A body that breaks off is reported as far as it came.
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        let room = limit - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            cut = true;
+            break;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let mut text = String::from_utf8_lossy(&body).trim().to_string();
+    if cut {
+        text.push_str(" [...]");
+    }
+    text
+}
+
+/// The controller answers `{"error": "..."}`; anything else (a proxy) is shown as is.
+fn controller_message(status: StatusCode, text: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+        .unwrap_or_else(|| format!("controller answered {status}: {text}"))
+}
+
+/// S3 answers `<Error><Code>..</Code><Message>..</Message>..</Error>`.
+fn s3_message(status: StatusCode, text: &str) -> String {
+    let element = |name: &str| {
+        let (_, rest) = text.split_once(&format!("<{name}>"))?;
+        let (value, _) = rest.split_once(&format!("</{name}>"))?;
+        Some(value.trim())
+    };
+    match (element("Code"), element("Message")) {
+        (Some(code), Some(message)) => format!("S3 answered {status}: {code}: {message}"),
+        _ => format!("S3 answered {status}: {text}"),
+    }
+}
+
+/// Where a presigned URL points, without its path and signed query.
+fn host_of(url: &str) -> String {
+    let parsed = reqwest::Url::parse(url).ok();
+    let host = parsed.as_ref().and_then(|u| {
+        let host = u.host_str()?;
+        Some(match u.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_string(),
+        })
+    });
+    host.unwrap_or_else(|| "a presigned URL".to_string())
 }
 
 impl ClientError {
@@ -112,24 +175,13 @@ impl Client {
             Some(token) => req.bearer_auth(token.expose()),
             None => req,
         };
-        self.send_anywhere(req).await
-    }
-
-    /// A request without the token (to a presigned URL: a third party).
-    async fn send_anywhere(
-        &self,
-        req: reqwest::RequestBuilder,
-    ) -> Result<reqwest::Response, ClientError> {
         let resp = req.send().await.map_err(|e| self.transport_error(e))?;
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);
         }
-        let text = resp.text().await.unwrap_or_default();
-        let message = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
-            .unwrap_or_else(|| format!("controller answered {status}: {text}"));
+        let text = read_capped(resp, CONTROLLER_ERROR_BYTES).await;
+        let message = controller_message(status, &text);
         Err(ClientError::Api { status, message })
     }
 
@@ -180,23 +232,8 @@ impl Client {
         }
     }
 
-    /// PUTs a file to a presigned URL (S3 wants its length up front).
-    pub async fn upload_presigned(
-        &self,
-        url: &str,
-        file: tokio::fs::File,
-        len: u64,
-    ) -> Result<(), ClientError> {
-        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
-        let req = self
-            .http
-            .put(url)
-            .header(reqwest::header::CONTENT_LENGTH, len)
-            .body(body);
-        self.send_anywhere(req).await.map(|_| ())
-    }
-
-    /// PUTs a body of known length to a presigned URL (bulk submission).
+    /// PUTs a body of `len` bytes to a presigned S3 URL (S3 wants the length up
+    /// front), without the controller's token: S3 is a third party.
     pub async fn upload_presigned_body(
         &self,
         url: &str,
@@ -208,7 +245,23 @@ impl Client {
             .put(url)
             .header(reqwest::header::CONTENT_LENGTH, len)
             .body(body);
-        self.send_anywhere(req).await.map(|_| ())
+        let resp = req.send().await.map_err(|e| {
+            // Its URL would print the signature.
+            let e = e.without_url();
+            let detail = std::error::Error::source(&e)
+                .map_or_else(|| e.to_string(), |s| format!("{e}: {s}"));
+            ClientError::Storage {
+                host: host_of(url),
+                detail,
+            }
+        })?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let text = read_capped(resp, S3_ERROR_BYTES).await;
+        let message = s3_message(status, &text);
+        Err(ClientError::Api { status, message })
     }
 
     pub async fn submit(&self, id: &JobId, jdl: String) -> Result<Job, ClientError> {
@@ -349,3 +402,7 @@ impl Client {
         self.send(req).await.map(|_| ())
     }
 }
+
+#[cfg(test)]
+#[path = "client_tests.rs"]
+mod tests;
