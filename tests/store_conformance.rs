@@ -183,6 +183,7 @@ fn attempt(number: u32, worker: &str) -> Attempt {
         outcome: None,
         reason: None,
         has_output: false,
+        empty_logs: Default::default(),
     }
 }
 

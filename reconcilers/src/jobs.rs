@@ -5,7 +5,8 @@
 //! so a decision taken on stale data is refused by the store, never applied.
 
 use crate::model::{
-    Attempt, AttemptOutcome, Job, JobId, JobState, Timestamp, Worker, WorkerId, WorkerState,
+    Attempt, AttemptOutcome, EmptyLogs, Job, JobId, JobState, Timestamp, Worker, WorkerId,
+    WorkerState,
 };
 use std::collections::HashMap;
 
@@ -78,6 +79,7 @@ pub fn assign(job: &Job, worker: &WorkerId, now: Timestamp) -> Job {
         outcome: None,
         reason: None,
         has_output: false,
+        empty_logs: EmptyLogs::default(),
     });
     next.state = JobState::Assigned;
     next.reason = None;
@@ -136,6 +138,7 @@ pub struct Report {
     pub exit_code: Option<i32>,
     pub reason: Option<String>,
     pub has_output: bool,
+    pub empty_logs: EmptyLogs,
 }
 
 /// Assigned|Running -> Succeeded | Failed | Cancelled, or back to Queued for a retry.
@@ -156,6 +159,7 @@ pub fn finish(job: &Job, report: &Report, now: Timestamp) -> Result<Change, Refu
         a.outcome = Some(report.outcome);
         a.reason = report.reason.clone();
         a.has_output = report.has_output;
+        a.empty_logs = report.empty_logs;
     }
     next.exit_code = report.exit_code;
     let reason = report.reason.clone();

@@ -42,6 +42,7 @@ fn report(w: &str, attempt: u32, outcome: AttemptOutcome, code: Option<i32>) -> 
         exit_code: code,
         reason: code.map(|c| format!("exit code {c}")),
         has_output: true,
+        empty_logs: EmptyLogs::default(),
     }
 }
 

@@ -8,7 +8,7 @@
 //! Karpenter's interruption parser does. Receiving a message twice is harmless
 //! because every effect is a conditional write fenced by the attempt number.
 
-use crate::model::{AttemptOutcome, JobId, WorkerId};
+use crate::model::{AttemptOutcome, EmptyLogs, JobId, WorkerId};
 use serde::{Deserialize, Serialize};
 
 /// A job a worker holds, fenced by its attempt number.
@@ -47,6 +47,10 @@ pub enum Message {
         exit_code: Option<i32>,
         reason: Option<String>,
         has_output: bool,
+        /// The logs the worker did not upload because they were empty (absent
+        /// from older workers' reports: none, then).
+        #[serde(default)]
+        empty_logs: EmptyLogs,
     },
     /// A job was cancelled: its worker should stop it.
     Cancel { job: JobId },
@@ -152,6 +156,10 @@ mod tests {
                 exit_code: Some(3),
                 reason: Some("exit code 3".into()),
                 has_output: true,
+                empty_logs: EmptyLogs {
+                    stderr: true,
+                    ..EmptyLogs::default()
+                },
             },
             Message::Cancel {
                 job: JobId::new("j1"),

@@ -211,6 +211,39 @@ pub struct Attempt {
     pub reason: Option<String>,
     /// Whether this attempt uploaded an output archive.
     pub has_output: bool,
+    /// The logs its worker reported empty and so did not upload. Only these read
+    /// as empty when missing: another missing log was never uploaded.
+    #[serde(default, skip_serializing_if = "EmptyLogs::is_none")]
+    pub empty_logs: EmptyLogs,
+}
+
+/// Which of an attempt's logs were empty. A worker does not upload an empty log
+/// (a quiet job saves three requests), so the controller needs its word for it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EmptyLogs {
+    pub stdout: bool,
+    pub stderr: bool,
+    pub worker: bool,
+}
+
+impl EmptyLogs {
+    pub fn is_none(&self) -> bool {
+        *self == EmptyLogs::default()
+    }
+
+    /// As one small integer (stdout 1, stderr 2, worker 4), for a table column.
+    pub fn bits(self) -> u8 {
+        u8::from(self.stdout) | u8::from(self.stderr) << 1 | u8::from(self.worker) << 2
+    }
+
+    pub fn from_bits(bits: u8) -> EmptyLogs {
+        EmptyLogs {
+            stdout: bits & 1 != 0,
+            stderr: bits & 2 != 0,
+            worker: bits & 4 != 0,
+        }
+    }
 }
 
 /// The durable record of a job. `version` is the optimistic-concurrency token: every

@@ -1,6 +1,8 @@
 //! Submitter endpoints: allocate, upload input, submit, status, list, wait,
 //! cancel, output, logs.
 
+mod missing_log;
+
 use super::{wire::*, ApiError, Ctx};
 use crate::blobs::{layout, LogStream};
 use axum::{
@@ -322,21 +324,18 @@ pub async fn logs(
             ApiError::not_found(format!("job {id} has not run yet ({})", job.state))
         })?,
     };
-    // Workers do not upload empty logs (three requests and files saved per
-    // quiet job): a finished attempt without the blob had an empty log.
-    let finished = job
-        .attempts
-        .iter()
-        .any(|a| a.number == attempt && a.finished_at.is_some());
     match c.blobs.get_stream(&layout::log(&id, attempt, stream)).await {
         Ok(s) => Ok(stream_blob(s, "text/plain; charset=utf-8")),
-        Err(crate::blobs::BlobError::NotFound(_)) if finished => Ok(stream_blob(
-            Box::pin(futures::stream::empty()),
-            "text/plain; charset=utf-8",
-        )),
-        Err(crate::blobs::BlobError::NotFound(_)) => Err(ApiError::not_found(format!(
-            "job {id} attempt {attempt} has no {name} log (yet)"
-        ))),
+        // Workers do not upload empty logs: `missing_log` tells those from lost ones.
+        Err(crate::blobs::BlobError::NotFound(_)) => {
+            match missing_log::missing_log(&job, attempt, stream, name) {
+                missing_log::MissingLog::Empty => Ok(stream_blob(
+                    Box::pin(futures::stream::empty()),
+                    "text/plain; charset=utf-8",
+                )),
+                missing_log::MissingLog::NotThere(why) => Err(ApiError::not_found(why)),
+            }
+        }
         Err(e) => Err(e.into()),
     }
 }

@@ -111,6 +111,7 @@ pub async fn message(
             exit_code,
             reason,
             has_output,
+            empty_logs,
         } => {
             known_worker(&c, &worker).await?;
             let report = Report {
@@ -120,6 +121,7 @@ pub async fn message(
                 exit_code,
                 reason,
                 has_output,
+                empty_logs,
             };
             let now = c.now();
             let job = c

@@ -15,8 +15,8 @@ mod records;
 use super::{Fence, Heartbeat, JobFilter, Lease, Store, StoreError, StoreResult};
 use async_trait::async_trait;
 use reconcilers::model::{
-    Attempt, FleetSettings, Instance, InstanceId, Job, JobId, JobState, LaunchKey, Timestamp,
-    Worker, WorkerId, WorkerState,
+    Attempt, EmptyLogs, FleetSettings, Instance, InstanceId, Job, JobId, JobState, LaunchKey,
+    Timestamp, Worker, WorkerId, WorkerState,
 };
 use rusqlite::{params, Connection, Params, Row, ToSql, Transaction, TransactionBehavior};
 use serde::de::{value::StrDeserializer, DeserializeOwned, IntoDeserializer};
@@ -76,12 +76,14 @@ const MIGRATIONS: &[&str] = &[
     ),
     lease::MIGRATION,
     records::MIGRATION,
+    // Which logs a worker reported empty (EmptyLogs::bits): it does not upload them.
+    "ALTER TABLE attempts ADD COLUMN empty_logs INTEGER NOT NULL DEFAULT 0;",
 ];
 
 const JOB_COLUMNS: &str =
     "id, state, version, created_at, queued_at, finished_at, exit_code, reason, spec";
 const ATTEMPT_COLUMNS: &str =
-    "job_id, number, worker, assigned_at, started_at, finished_at, exit_code, outcome, reason, has_output";
+    "job_id, number, worker, assigned_at, started_at, finished_at, exit_code, outcome, reason, has_output, empty_logs";
 const WORKER_COLUMNS: &str = "id, instance, slots, state, registered_at, last_ping, idle_since";
 
 /// Both statements take ?1 id, ?2 version, ?3.. the fields, so they share `write_job`.
@@ -92,12 +94,13 @@ const UPDATE_JOB: &str = "UPDATE jobs SET version = version + 1, state = ?3, cre
     queued_at = ?5, finished_at = ?6, worker = ?7, exit_code = ?8, reason = ?9, spec = ?10
     WHERE id = ?1 AND version = ?2";
 const UPSERT_ATTEMPT: &str = "INSERT INTO attempts
-    (job_id, number, worker, assigned_at, started_at, finished_at, exit_code, outcome, reason, has_output)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+    (job_id, number, worker, assigned_at, started_at, finished_at, exit_code, outcome, reason, has_output, empty_logs)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
     ON CONFLICT (job_id, number) DO UPDATE SET worker = excluded.worker,
     assigned_at = excluded.assigned_at, started_at = excluded.started_at,
     finished_at = excluded.finished_at, exit_code = excluded.exit_code,
-    outcome = excluded.outcome, reason = excluded.reason, has_output = excluded.has_output";
+    outcome = excluded.outcome, reason = excluded.reason, has_output = excluded.has_output,
+    empty_logs = excluded.empty_logs";
 
 /// Monotonic: `last_ping` only moves forward, and `idle_since` follows the newest
 /// beat, so a beat delivered late changes nothing. The state is not touched, so a
@@ -323,6 +326,7 @@ fn attempt_from_row(row: &Row<'_>) -> Res<Attempt> {
             .transpose()?,
         reason: row.get(8)?,
         has_output: row.get(9)?,
+        empty_logs: EmptyLogs::from_bits(row.get(10)?),
     })
 }
 
@@ -465,6 +469,7 @@ fn write_attempts(conn: &Connection, job: &Job) -> Res<()> {
             a.outcome.map(|o| o.as_str()),
             a.reason,
             a.has_output,
+            a.empty_logs.bits(),
         ])?;
     }
     let last = job.attempts.last().map_or(0, |a| a.number);

@@ -16,7 +16,7 @@ use futures::StreamExt;
 use reconcilers::{
     jdl,
     messages::Message,
-    model::{AttemptOutcome, JobId, WorkerId},
+    model::{AttemptOutcome, EmptyLogs, JobId, WorkerId},
 };
 use std::{path::Path, sync::Arc, time::Duration};
 use tokio::io::AsyncWriteExt;
@@ -29,6 +29,15 @@ pub struct AttemptContext {
     /// The worker itself is stopping (SIGTERM): attempts end as `WorkerLost`, so
     /// the controller requeues them at once instead of after the heartbeat timeout.
     pub shutdown: CancellationToken,
+}
+
+/// Removes an attempt's folder (or part of it) even if the job locked folders in
+/// it, off the async threads: a big sandbox takes a while to delete.
+async fn remove_attempt_dir(dir: &Path) -> std::io::Result<()> {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || sandbox::remove_attempt_dir(&dir))
+        .await
+        .map_err(std::io::Error::other)?
 }
 
 /// Transport failures are retried; answers from the controller are final.
@@ -68,7 +77,7 @@ impl AttemptContext {
         } else {
             self.upload_and_report(&a, result).await;
         }
-        if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
+        if let Err(e) = remove_attempt_dir(&dir).await {
             tracing::warn!(dir = %dir.display(), error = %e, "removing the attempt folder");
         }
     }
@@ -124,9 +133,10 @@ impl AttemptContext {
     }
 
     async fn prepare(&self, job: &JobId, dir: &Path) -> Result<jdl::JobDescription, String> {
-        if dir.exists() {
-            let _ = tokio::fs::remove_dir_all(dir).await;
-        }
+        // Left by an earlier run of this worker that died before cleaning up.
+        remove_attempt_dir(dir)
+            .await
+            .map_err(|e| format!("removing the old folder {}: {e}", dir.display()))?;
         let sandbox_dir = dir.join("sandbox");
         tokio::fs::create_dir_all(&sandbox_dir)
             .await
@@ -147,7 +157,7 @@ impl AttemptContext {
             .await
             .map_err(|e| format!("the input archive has no .drover/job.jdl: {e}"))?;
         // The JDL travels with the input but is not the job's business.
-        let _ = tokio::fs::remove_dir_all(sandbox_dir.join(".drover")).await;
+        let _ = remove_attempt_dir(&sandbox_dir.join(".drover")).await;
         let text = String::from_utf8(text).map_err(|_| "job.jdl is not UTF-8".to_string())?;
         match jdl::parse_job(&text) {
             Ok((job, _)) => Ok(job),
@@ -208,15 +218,17 @@ impl AttemptContext {
     }
 
     async fn upload_and_report(&self, a: &Assignment, mut result: AttemptResult) {
-        for (blob, path) in [
-            ("stdout", &result.stdout),
-            ("stderr", &result.stderr),
-            ("worker", &result.worker_log),
+        // An empty log is not uploaded (a quiet job saves three requests): the
+        // report says which were empty, and the controller answers those as
+        // empty. A log whose upload failed is not among them: it reads as lost.
+        let mut empty_logs = EmptyLogs::default();
+        for (blob, path, empty) in [
+            ("stdout", &result.stdout, &mut empty_logs.stdout),
+            ("stderr", &result.stderr, &mut empty_logs.stderr),
+            ("worker", &result.worker_log, &mut empty_logs.worker),
         ] {
-            // An empty log is not uploaded: the controller answers a finished
-            // attempt's missing log as empty, and a quiet job saves a request.
-            let empty = std::fs::metadata(path).map_or(true, |m| m.len() == 0);
-            if !empty {
+            *empty = std::fs::metadata(path).map_or(true, |m| m.len() == 0);
+            if !*empty {
                 if let Err(e) = self.upload_file(a, blob, path).await {
                     tracing::warn!(job = %a.job, blob, error = %e, "uploading a log");
                 }
@@ -252,6 +264,7 @@ impl AttemptContext {
             exit_code: result.exit_code,
             reason: result.reason.clone(),
             has_output,
+            empty_logs,
         };
         let sent = (|| self.client.message::<serde_json::Value>(&msg))
             .retry(retry_policy())

@@ -8,10 +8,12 @@ mod quota;
 #[cfg(test)]
 mod quota_tests;
 mod reasons;
+mod reclaim;
 #[cfg(test)]
 mod tests;
 
 pub use env::JobEnv;
+pub use reclaim::remove_attempt_dir;
 
 use super::output::{collect_output, OutputError, Snapshot};
 use super::process::{self, ProcessError, ProcessExit, ProcessSpec, DEFAULT_KILL_GRACE};

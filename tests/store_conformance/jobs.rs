@@ -138,6 +138,8 @@ pub async fn attempts_round_trip_with_every_field(f: Fixture) {
             outcome: Some(outcome),
             reason: Some(format!("reason {n} with 'quotes', \"double\" and ünicode")),
             has_output: n % 2 == 0,
+            // Every combination of empty logs over the attempts.
+            empty_logs: reconcilers::model::EmptyLogs::from_bits(n as u8 + 2),
         });
     }
     j.attempts.push(attempt(6, "w-6"));

@@ -294,6 +294,7 @@ mod tests {
             outcome: Some(AttemptOutcome::FailedBeforeRun),
             reason: None,
             has_output: true,
+            empty_logs: Default::default(),
         });
         let item = job_item(&job).unwrap();
         assert_eq!(item[WORKER_PK], s("w-1"));

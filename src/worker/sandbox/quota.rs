@@ -10,9 +10,10 @@
 //! exact, but needs root or CAP_SYS_ADMIN, which CI runners and many hosts
 //! do not give.)
 
+use super::reclaim::{give_back, READ_AND_SEARCH};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -28,6 +29,8 @@ pub(super) struct Quota {
     root: PathBuf,
     /// The disk use seen over the limit (0 while within it).
     over: Arc<AtomicU64>,
+    /// A folder the job made unreadable to the worker, once seen.
+    unmeasurable: Arc<Mutex<Option<Unmeasurable>>>,
 }
 
 impl Quota {
@@ -36,6 +39,7 @@ impl Quota {
             limit,
             root: root.to_path_buf(),
             over: Arc::default(),
+            unmeasurable: Arc::default(),
         }
     }
 
@@ -61,22 +65,40 @@ impl Quota {
         })
     }
 
-    /// Measures once; true (and noted) if the folder is over the limit.
+    /// Measures once; true (and noted) if the folder is over the limit, or
+    /// holds a folder that cannot be measured.
     pub(super) async fn check(&self) -> bool {
         let root = self.root.clone();
         let used = tokio::task::spawn_blocking(move || disk_use(&root))
             .await
-            .unwrap_or(0);
-        if used > self.limit {
-            self.over.fetch_max(used, Ordering::Relaxed);
-            return true;
+            .unwrap_or(Ok(0));
+        match used {
+            Ok(used) if used > self.limit => {
+                self.over.fetch_max(used, Ordering::Relaxed);
+                true
+            }
+            Ok(_) => false,
+            Err(unmeasurable) => {
+                let mut seen = self.unmeasurable.lock().unwrap_or_else(|e| e.into_inner());
+                seen.get_or_insert(unmeasurable);
+                true
+            }
         }
-        false
     }
 
     /// Why the attempt failed, if the quota is what ended it: the folder was
     /// seen over the limit, or a program was killed for a file past it.
     pub(super) fn reason(&self, killed_by: Option<i32>) -> Option<String> {
+        let unmeasurable = self.unmeasurable.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(Unmeasurable { folder, error }) = unmeasurable.as_ref() {
+            let folder = folder.strip_prefix(&self.root).unwrap_or(folder);
+            return Some(format!(
+                "the job made its folder {} unreadable to the worker ({error}), so its disk use \
+                 cannot be held to the worker's limit of {} bytes per attempt (max_sandbox_bytes)",
+                folder.display(),
+                self.limit
+            ));
+        }
         let over = self.over.load(Ordering::Relaxed);
         if over > 0 {
             return Some(format!(
@@ -95,32 +117,62 @@ impl Quota {
     }
 }
 
+/// A folder of the attempt the worker could not look into, even after giving
+/// itself the rights back: what it holds cannot be measured, so it counts as
+/// over the quota (else a job could hide a full disk in it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unmeasurable {
+    pub folder: PathBuf,
+    pub error: String,
+}
+
 /// Bytes of disk the files under `root` take (allocated blocks: a sparse file
-/// counts for what it really uses). Unreadable entries count as nothing.
-pub fn disk_use(root: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
+/// counts for what it really uses). A folder the job locked (`chmod 000`) is
+/// opened again for the worker's user first (u+rx; the worker owns the job's
+/// files); one that still cannot be read is [`Unmeasurable`]. Entries removed
+/// while the walk runs count as nothing; links are not followed.
+pub fn disk_use(root: &Path) -> Result<u64, Unmeasurable> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let mut total = 0u64;
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
+    let root_mode = match std::fs::symlink_metadata(root) {
+        Ok(meta) => meta.permissions().mode(),
+        Err(_) => return Ok(0),
+    };
+    let mut stack = vec![(root.to_path_buf(), root_mode)];
+    while let Some((dir, mode)) = stack.pop() {
+        let unmeasurable = |e: std::io::Error| Unmeasurable {
+            folder: dir.clone(),
+            error: e.to_string(),
         };
-        for entry in entries.flatten() {
-            let Ok(meta) = entry.metadata() else {
-                continue;
+        // Failing here is caught by `read_dir` just below, with the error to show.
+        let _ = give_back(&dir, mode, READ_AND_SEARCH);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(unmeasurable(e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(unmeasurable)?;
+            // Not following links, like `DirEntry::metadata` on Unix.
+            let meta = match entry.metadata() {
+                Ok(meta) => meta,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(unmeasurable(e)),
             };
             if meta.is_dir() {
-                stack.push(entry.path());
+                stack.push((entry.path(), meta.permissions().mode()));
             }
             total = total.saturating_add(meta.blocks().saturating_mul(512));
         }
     }
-    total
+    Ok(total)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::reclaim::unprivileged;
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn disk_use_counts_the_blocks_of_every_file_below() {
@@ -128,7 +180,7 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("a/b")).expect("dirs");
         std::fs::write(dir.path().join("a/b/big"), vec![1u8; 300_000]).expect("write");
         std::fs::write(dir.path().join("small"), b"x").expect("write");
-        let used = disk_use(dir.path());
+        let used = disk_use(dir.path()).expect("measured");
         assert!(used >= 300_000, "{used}");
         assert!(used < 400_000, "{used}");
     }
@@ -138,7 +190,46 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let f = std::fs::File::create(dir.path().join("sparse")).expect("create");
         f.set_len(1 << 30).expect("set_len");
-        assert!(disk_use(dir.path()) < 1 << 20);
+        assert!(disk_use(dir.path()).expect("measured") < 1 << 20);
+    }
+
+    #[test]
+    fn a_folder_the_job_locked_is_opened_again_and_counted() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let locked = dir.path().join("sandbox/hidden");
+        std::fs::create_dir_all(&locked).expect("dirs");
+        for i in 0..10 {
+            std::fs::write(locked.join(format!("f{i}")), vec![1u8; 100_000]).expect("write");
+        }
+        let lock = |mode| {
+            std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(mode)).expect("chmod")
+        };
+        lock(0o000);
+        let root = dir.path().to_path_buf();
+        let used = unprivileged::run(move || disk_use(&root)).expect("measured");
+        assert!(
+            used >= 1_000_000,
+            "the locked folder's files were not counted: {used}"
+        );
+        lock(0o100); // search, no read: entries cannot be listed
+        let root = dir.path().to_path_buf();
+        let used = unprivileged::run(move || disk_use(&root)).expect("measured");
+        assert!(used >= 1_000_000, "{used}");
+    }
+
+    #[tokio::test]
+    async fn a_folder_that_cannot_be_measured_counts_as_over_the_quota() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let quota = Quota::new(10_000_000, dir.path());
+        *quota.unmeasurable.lock().expect("lock") = Some(Unmeasurable {
+            folder: dir.path().join("sandbox/d"),
+            error: "Permission denied (os error 13)".into(),
+        });
+        let reason = quota.reason(None).expect("a reason");
+        assert!(
+            reason.contains("folder sandbox/d unreadable") && reason.contains("10000000 bytes"),
+            "{reason}"
+        );
     }
 
     #[tokio::test]

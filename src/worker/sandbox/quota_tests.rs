@@ -66,3 +66,26 @@ async fn a_job_within_its_quota_succeeds() {
     let r = run_script("head -c 100000 /dev/zero > f; echo done", 10_000_000).await;
     assert_eq!(r.outcome, AttemptOutcome::Succeeded, "{r:?}");
 }
+
+/// Regression: the quota skipped folders it could not read, so a job could write
+/// file after file (each under RLIMIT_FSIZE) into a folder, `chmod 000` it, and
+/// fill the disk unseen. The worker's threads here lack root's folder powers, as
+/// a worker not run by root does.
+#[test]
+fn a_job_hiding_its_files_in_a_locked_folder_still_fills_its_quota() {
+    let r = super::reclaim::unprivileged::run(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .on_thread_start(super::reclaim::unprivileged::drop_folder_powers)
+            .build()
+            .expect("runtime")
+            .block_on(run_script(
+                "mkdir d; i=0; while [ $i -lt 30 ]; do head -c 100000 /dev/zero > d/f$i; \
+                 i=$((i+1)); done; chmod 000 d; sleep 5",
+                2_000_000,
+            ))
+    });
+    assert_eq!(r.outcome, AttemptOutcome::Failed, "{r:?}");
+    let reason = r.reason.expect("a reason");
+    assert!(reason.contains("filled its sandbox"), "{reason}");
+}
