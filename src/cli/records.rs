@@ -73,8 +73,17 @@ fn read_manifest(path: &Path) -> anyhow::Result<Manifest> {
     })
 }
 
+/// Reads every manifest off the async runtime: checking and hashing read every
+/// input file, which may be large, and blocking reads would stall the runtime.
+async fn read_manifests(paths: &[PathBuf]) -> anyhow::Result<Vec<Manifest>> {
+    let paths = paths.to_vec();
+    tokio::task::spawn_blocking(move || read_manifests_blocking(&paths))
+        .await
+        .context("reading the manifests")?
+}
+
 /// Reads every manifest; two of the same name are an error (which one wins?).
-fn read_manifests(paths: &[PathBuf]) -> anyhow::Result<Vec<Manifest>> {
+fn read_manifests_blocking(paths: &[PathBuf]) -> anyhow::Result<Vec<Manifest>> {
     let mut seen: BTreeMap<RecordName, PathBuf> = BTreeMap::new();
     let mut out = Vec::new();
     for path in manifest_files(paths)? {
@@ -107,7 +116,7 @@ pub async fn apply(
     replace: bool,
     dry_run: bool,
 ) -> anyhow::Result<u8> {
-    let manifests = read_manifests(paths)?;
+    let manifests = read_manifests(paths).await?;
     let mut refused = 0;
     for m in manifests {
         for w in &m.plan.job().warnings {
@@ -196,7 +205,8 @@ pub async fn get(
     let local: BTreeMap<RecordName, ManifestHash> = if files.is_empty() {
         BTreeMap::new()
     } else {
-        read_manifests(files)?
+        read_manifests(files)
+            .await?
             .into_iter()
             .map(|m| (m.name, m.hash))
             .collect()

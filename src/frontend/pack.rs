@@ -19,7 +19,9 @@ pub use parametric::plan_parametric_file;
 
 use crate::archive::ArchiveWriter;
 use inputs::{Ctx, Item, ItemKind, NodeKind};
-use reconcilers::jdl::{decode_source, is_safe_sandbox_name, parse_job, JobDescription, JobType};
+use reconcilers::jdl::{
+    decode_source, is_safe_sandbox_name, parse_job, Diagnostic, JobDescription, JobType,
+};
 use std::{
     collections::HashMap,
     fs,
@@ -115,27 +117,56 @@ pub fn pack_description(
 
 /// Reads and checks the JDL at `path` and everything it ships; writes nothing.
 pub fn plan_jdl_file(path: &Path, limits: &PackLimits) -> Result<PackPlan, PackError> {
-    let file = path.display().to_string();
-    let text = read_jdl(path, &file)?;
-    let (job, diagnostics) = parse_job(&text).map_err(|diagnostics| PackError::Jdl {
-        file: file.clone(),
-        diagnostics,
-    })?;
-    let folder = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    let base_dir = std::path::absolute(folder).map_err(|source| PackError::ReadJdl {
-        file: file.clone(),
-        source,
-    })?;
-    let mut plan = plan_description(job, &base_dir, &file, limits)?;
-    let jdl_warnings = diagnostics
-        .iter()
-        .filter(|d| !d.is_error())
-        .map(|d| format!("{file}:{d}"));
-    plan.job.warnings.splice(0..0, jdl_warnings);
+    let (job, read) = JdlFile::read(path)?;
+    let mut plan = plan_description(job, &read.base_dir, &read.file, limits)?;
+    read.warn_first(&mut plan);
     Ok(plan)
+}
+
+/// A JDL file read and parsed: what messages call it, its warnings, and the
+/// folder its relative paths start from.
+struct JdlFile {
+    /// The path as given.
+    file: String,
+    /// The parser's findings that are not errors.
+    diagnostics: Vec<Diagnostic>,
+    base_dir: PathBuf,
+}
+
+impl JdlFile {
+    /// The job the file describes, and the file.
+    fn read(path: &Path) -> Result<(JobDescription, JdlFile), PackError> {
+        let file = path.display().to_string();
+        let text = read_jdl(path, &file)?;
+        let (job, diagnostics) = parse_job(&text).map_err(|diagnostics| PackError::Jdl {
+            file: file.clone(),
+            diagnostics,
+        })?;
+        let folder = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        let base_dir = std::path::absolute(folder).map_err(|source| PackError::ReadJdl {
+            file: file.clone(),
+            source,
+        })?;
+        let read = JdlFile {
+            file,
+            diagnostics,
+            base_dir,
+        };
+        Ok((job, read))
+    }
+
+    /// Puts the JDL's own warnings before `plan`'s, each as `FILE:LINE:COL: warning: MSG`.
+    fn warn_first(&self, plan: &mut PackPlan) {
+        let jdl_warnings = self
+            .diagnostics
+            .iter()
+            .filter(|d| !d.is_error())
+            .map(|d| format!("{}:{d}", self.file));
+        plan.job.warnings.splice(0..0, jdl_warnings);
+    }
 }
 
 /// Checks a job described in memory and everything it ships; writes nothing.

@@ -15,8 +15,8 @@ mod writer;
 mod tests;
 
 pub use parametric::{
-    expand as expand_parametric, parameter_values, ExpandError, MAX_PARAMETRIC_JOBS,
-    PARAM_PLACEHOLDER,
+    expand as expand_parametric, expand_with_values as expand_parametric_with_values,
+    parameter_values, ExpandError, MAX_PARAMETRIC_JOBS, PARAM_PLACEHOLDER,
 };
 use serde::{Deserialize, Serialize};
 use std::fmt;

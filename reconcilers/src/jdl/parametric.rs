@@ -104,6 +104,14 @@ pub fn parameter_values(desc: &JobDescription) -> Result<Vec<String>, ExpandErro
 /// acts on (Executable, Arguments, the sandboxes, the standard streams, the
 /// scripts, Environment values, JobName). The parametric attributes are dropped.
 pub fn expand(desc: &JobDescription) -> Result<Vec<JobDescription>, ExpandError> {
+    let jobs = expand_with_values(desc)?;
+    Ok(jobs.into_iter().map(|(_, job)| job).collect())
+}
+
+/// As [`expand`], each job with its `_PARAM_` value (for messages that name it).
+pub fn expand_with_values(
+    desc: &JobDescription,
+) -> Result<Vec<(String, JobDescription)>, ExpandError> {
     let values = parameter_values(desc)?;
     let mut template = desc.clone();
     template.job_type = JobType::Normal;
@@ -113,8 +121,11 @@ pub fn expand(desc: &JobDescription) -> Result<Vec<JobDescription>, ExpandError>
             .any(|p| key.eq_ignore_ascii_case(p))
     });
     Ok(values
-        .iter()
-        .map(|value| substitute(&template, value))
+        .into_iter()
+        .map(|value| {
+            let job = substitute(&template, &value);
+            (value, job)
+        })
         .collect())
 }
 

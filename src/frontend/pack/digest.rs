@@ -64,6 +64,8 @@ impl Hasher {
 impl PackPlan {
     /// The hash of the canonical JDL and of every shipped file's name and
     /// contents (a folder: each entry's name, kind and contents; a link: its target).
+    /// It reads every shipped file with blocking I/O: from async code, call it
+    /// inside `tokio::task::spawn_blocking` (as `drover apply` does).
     pub fn manifest_hash(&self) -> std::io::Result<ManifestHash> {
         let mut h = Hasher(Sha256::new());
         h.field(DOMAIN);

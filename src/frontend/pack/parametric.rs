@@ -1,7 +1,7 @@
 //! Plans a JDL file that may be parametric: one plan per job it makes.
 
-use super::{plan_description, read_jdl, PackError, PackLimits, PackPlan};
-use reconcilers::jdl::{expand_parametric, parameter_values, parse_job, JobType};
+use super::{plan_description, JdlFile, PackError, PackLimits, PackPlan};
+use reconcilers::jdl::{expand_parametric_with_values, JobType};
 use std::path::Path;
 
 /// Reads and checks the JDL at `path`: `None` if it is not parametric (plan it
@@ -12,41 +12,22 @@ pub fn plan_parametric_file(
     path: &Path,
     limits: &PackLimits,
 ) -> Result<Option<Vec<PackPlan>>, PackError> {
-    let file = path.display().to_string();
-    let text = read_jdl(path, &file)?;
-    let (job, diagnostics) = parse_job(&text).map_err(|diagnostics| PackError::Jdl {
-        file: file.clone(),
-        diagnostics,
-    })?;
+    let (job, read) = JdlFile::read(path)?;
     if job.job_type != JobType::Parametric {
         return Ok(None);
     }
-    let expanding = |source| PackError::Parametric {
-        file: file.clone(),
-        source,
-    };
-    let values = parameter_values(&job).map_err(expanding)?;
-    let jobs = expand_parametric(&job).map_err(expanding)?;
-    let folder = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    let base_dir = std::path::absolute(folder).map_err(|source| PackError::ReadJdl {
-        file: file.clone(),
+    let jobs = expand_parametric_with_values(&job).map_err(|source| PackError::Parametric {
+        file: read.file.clone(),
         source,
     })?;
     let mut plans = Vec::with_capacity(jobs.len());
-    for (desc, value) in jobs.into_iter().zip(&values) {
+    for (value, desc) in jobs {
         // Errors name the job's value: `sweep.jdl (_PARAM_ = 7): ...`.
-        let name = format!("{file} (_PARAM_ = {value})");
-        plans.push(plan_description(desc, &base_dir, &name, limits)?);
+        let name = format!("{} (_PARAM_ = {value})", read.file);
+        plans.push(plan_description(desc, &read.base_dir, &name, limits)?);
     }
     if let Some(first) = plans.first_mut() {
-        let jdl_warnings = diagnostics
-            .iter()
-            .filter(|d| !d.is_error())
-            .map(|d| format!("{file}:{d}"));
-        first.job.warnings.splice(0..0, jdl_warnings);
+        read.warn_first(first);
     }
     Ok(Some(plans))
 }

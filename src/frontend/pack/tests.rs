@@ -882,3 +882,51 @@ fn a_failing_writer_is_reported_with_the_step() {
         "{err}"
     );
 }
+
+#[test]
+fn a_parametric_file_plans_one_job_per_value_in_order_with_the_jdl_warnings_first() {
+    let dir = folder();
+    write(dir.path(), "in_a.txt", "a\n");
+    write(dir.path(), "in_b.txt", "b\n");
+    let path = write(
+        dir.path(),
+        "sweep.jdl",
+        "[ JobType = \"Parametric\"; Parameters = {\"a\", \"b\"}; Executable = \"/bin/cat\";\n\
+         Arguments = \"in__PARAM_.txt\"; InputSandbox = {\"in__PARAM_.txt\"};\n\
+         Environment = {\"A=1\", \"A=2\"}; ]\n",
+    );
+    let plans = plan_parametric_file(&path, &PackLimits::default())
+        .expect("plans")
+        .expect("a parametric file");
+    let shipped: Vec<_> = plans
+        .iter()
+        .map(|p| p.job().files[0].name.clone())
+        .collect();
+    assert_eq!(shipped, ["in_a.txt", "in_b.txt"]);
+    assert_eq!(
+        plans[0].job().description.arguments.as_deref(),
+        Some("in_a.txt")
+    );
+    let first = &plans[0].job().warnings;
+    assert!(
+        first[0].starts_with(&format!("{}:", path.display()))
+            && first[0].contains("sets `A` twice"),
+        "{first:?}"
+    );
+    assert!(
+        plans[1].job().warnings.is_empty(),
+        "{:?}",
+        plans[1].job().warnings
+    );
+
+    // A plain file is not planned here; a value whose input is missing is named.
+    let plain = write(dir.path(), "plain.jdl", "[ Executable = \"/bin/true\"; ]\n");
+    assert!(plan_parametric_file(&plain, &PackLimits::default())
+        .expect("read")
+        .is_none());
+    fs::remove_file(dir.path().join("in_b.txt")).unwrap();
+    let err = plan_parametric_file(&path, &PackLimits::default())
+        .expect_err("in_b.txt is missing")
+        .to_string();
+    assert!(err.contains("sweep.jdl (_PARAM_ = b)"), "{err}");
+}

@@ -9,7 +9,7 @@ use reconcilers::{
     model::{JobId, Timestamp},
     records::{JobRecord, ManifestHash, RecordName},
 };
-use rusqlite::{params, Connection, Row};
+use rusqlite::{params, params_from_iter, Connection, Row, ToSql};
 
 /// Appended to the store's migrations.
 pub const MIGRATION: &str = "
@@ -44,22 +44,26 @@ fn written(rows: usize, version: u64) -> RecordWrite {
     }
 }
 
+/// A record's values in `COLUMNS` order, with `version` as the one to store:
+/// the insert and the update bind the same list (`?1` to `?7`).
+fn columns(r: &JobRecord, version: u64) -> [Box<dyn ToSql>; 7] {
+    [
+        Box::new(r.name.as_str().to_owned()),
+        Box::new(r.generation),
+        Box::new(r.hash.0.clone()),
+        Box::new(r.job.as_str().to_owned()),
+        Box::new(version),
+        Box::new(r.created_at.0),
+        Box::new(r.updated_at.0),
+    ]
+}
+
 fn insert(conn: &Connection, r: &JobRecord) -> Res<RecordWrite> {
-    let sql = "INSERT INTO records (name, generation, hash, job, version, created_at, updated_at)
-        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (name) DO NOTHING";
-    let rows = exec(
-        conn,
-        sql,
-        params![
-            r.name.as_str(),
-            r.generation,
-            r.hash.0,
-            r.job.as_str(),
-            r.version,
-            r.created_at.0,
-            r.updated_at.0
-        ],
-    )?;
+    let sql = format!(
+        "INSERT INTO records ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+        ON CONFLICT (name) DO NOTHING"
+    );
+    let rows = exec(conn, &sql, params_from_iter(columns(r, r.version)))?;
     Ok(written(rows, r.version))
 }
 
@@ -70,22 +74,11 @@ fn update(conn: &Connection, r: &JobRecord) -> Res<RecordWrite> {
             r.name, r.version
         )));
     };
-    let sql = "UPDATE records SET generation = ?2, hash = ?3, job = ?4, version = ?6,
-        created_at = ?7, updated_at = ?8 WHERE name = ?1 AND version = ?5";
-    let rows = exec(
-        conn,
-        sql,
-        params![
-            r.name.as_str(),
-            r.generation,
-            r.hash.0,
-            r.job.as_str(),
-            r.version,
-            next,
-            r.created_at.0,
-            r.updated_at.0
-        ],
-    )?;
+    let sql = "UPDATE records SET generation = ?2, hash = ?3, job = ?4, version = ?5,
+        created_at = ?6, updated_at = ?7 WHERE name = ?1 AND version = ?8";
+    let read: Box<dyn ToSql> = Box::new(r.version);
+    let values = columns(r, next).into_iter().chain([read]);
+    let rows = exec(conn, sql, params_from_iter(values))?;
     Ok(written(rows, next))
 }
 
