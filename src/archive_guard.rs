@@ -18,6 +18,9 @@ pub const MAX_METADATA_BYTES: u64 = 1 << 20;
 /// All metadata of one archive together.
 pub const MAX_METADATA_TOTAL: u64 = 64 << 20;
 const BLOCK: usize = 512;
+/// Beyond headers, data and metadata: the end-of-archive blocks and the
+/// record padding tar writers add (10 KiB records), with room to spare.
+const STREAM_SLACK: u64 = 64 << 10;
 
 /// Why the guard stopped the stream (carried inside an `io::Error`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,6 +35,8 @@ pub enum GuardError {
     TooManyEntries { limit: u64 },
     #[error("archive holds a GNU sparse file, which drover does not unpack")]
     Sparse,
+    #[error("archive stream runs past {limit} bytes, more than its entries and headers can hold")]
+    StreamTooLong { limit: u64 },
     #[error("archive entry header has an unreadable size")]
     BadSize,
 }
@@ -48,14 +53,23 @@ pub struct TarGuard<R> {
     max_bytes: u64,
     max_headers: u64,
     max_entries: u64,
+    /// Every byte the tar reader may pull through the guard: the data limit,
+    /// the metadata allowance, and a header plus padding per header. The
+    /// guard mirrors the tar reader's rules; this bound keeps an archive
+    /// finite even if the two ever disagree.
+    max_stream: u64,
+    stream_bytes: u64,
     header: [u8; BLOCK],
     filled: usize,
-    /// Bytes of the current entry's data (and padding) still to pass.
-    skip: u64,
-    /// The data of the current PAX header, kept to read its `size` record.
-    pax: Option<Vec<u8>>,
-    /// A `size` a PAX header gave the next entry (the tar crate honours it).
-    pax_size: Option<u64>,
+    /// Bytes of the current entry's data still to pass.
+    data_left: u64,
+    /// Padding after the current entry's data, still to pass.
+    padding_left: u64,
+    /// The data of the PAX header being read (kept to read its `size` record).
+    reading_pax: Option<Vec<u8>>,
+    /// The last PAX header read, waiting for the entry it describes: the tar
+    /// reader keeps it across GNU long-name headers, until it returns an entry.
+    pending_pax: Option<Vec<u8>>,
     data_bytes: u64,
     metadata_bytes: u64,
     headers: u64,
@@ -67,16 +81,28 @@ impl<R: Read> TarGuard<R> {
     /// entry may come with up to three metadata headers (long name, long link
     /// name, PAX).
     pub fn new(inner: R, max_bytes: u64, max_entries: u64) -> TarGuard<R> {
+        let max_headers = max_entries.saturating_mul(4).saturating_add(16);
+        let metadata_allowance =
+            MAX_METADATA_TOTAL.min(max_headers.saturating_mul(MAX_METADATA_BYTES));
+        // A header block, and at most one block of padding, per header; the
+        // end-of-archive blocks and a tar writer's record padding on top.
+        let max_stream = max_bytes
+            .saturating_add(metadata_allowance)
+            .saturating_add(max_headers.saturating_mul(2 * BLOCK as u64))
+            .saturating_add(STREAM_SLACK);
         TarGuard {
             inner,
             max_bytes,
             max_entries,
-            max_headers: max_entries.saturating_mul(4).saturating_add(16),
+            max_headers,
+            max_stream,
+            stream_bytes: 0,
             header: [0; BLOCK],
             filled: 0,
-            skip: 0,
-            pax: None,
-            pax_size: None,
+            data_left: 0,
+            padding_left: 0,
+            reading_pax: None,
+            pending_pax: None,
             data_bytes: 0,
             metadata_bytes: 0,
             headers: 0,
@@ -85,19 +111,29 @@ impl<R: Read> TarGuard<R> {
     }
 
     fn observe(&mut self, mut data: &[u8]) -> Result<(), GuardError> {
+        self.stream_bytes = self.stream_bytes.saturating_add(data.len() as u64);
+        if self.stream_bytes > self.max_stream {
+            return Err(GuardError::StreamTooLong {
+                limit: self.max_stream,
+            });
+        }
         while !data.is_empty() {
-            if self.skip > 0 {
-                let k = (self.skip.min(data.len() as u64)) as usize;
-                if let Some(pax) = &mut self.pax {
+            if self.data_left > 0 {
+                let k = (self.data_left.min(data.len() as u64)) as usize;
+                if let Some(pax) = &mut self.reading_pax {
                     pax.extend_from_slice(&data[..k]);
                 }
-                self.skip -= k as u64;
+                self.data_left -= k as u64;
                 data = &data[k..];
-                if self.skip == 0 {
-                    if let Some(pax) = self.pax.take() {
-                        self.pax_size = pax_size(&pax);
-                    }
+                if self.data_left == 0 {
+                    self.pending_pax = self.reading_pax.take().or(self.pending_pax.take());
                 }
+                continue;
+            }
+            if self.padding_left > 0 {
+                let k = (self.padding_left.min(data.len() as u64)) as usize;
+                self.padding_left -= k as u64;
+                data = &data[k..];
                 continue;
             }
             let k = (BLOCK - self.filled).min(data.len());
@@ -112,9 +148,11 @@ impl<R: Read> TarGuard<R> {
         Ok(())
     }
 
+    /// Follows one header block the way `tar::Archive::entries` does
+    /// (tar 0.4 `archive.rs`, `next_entry` and `next_entry_raw`), so that the
+    /// guard skips exactly the bytes the tar reader skips.
     fn on_header(&mut self) -> Result<(), GuardError> {
-        let h = &self.header;
-        if h.iter().all(|b| *b == 0) {
+        if self.header.iter().all(|b| *b == 0) {
             return Ok(()); // the end-of-archive blocks
         }
         self.headers += 1;
@@ -123,10 +161,33 @@ impl<R: Read> TarGuard<R> {
                 limit: self.max_entries,
             });
         }
-        let kind = h[156];
-        let mut size = header_size(&h[124..136]).ok_or(GuardError::BadSize)?;
-        let metadata = matches!(kind, b'L' | b'K' | b'x' | b'g' | b'X');
-        if metadata {
+        let header = tar::Header::from_byte_slice(&self.header);
+        let kind = header.entry_type();
+        let mut size = header.entry_size().map_err(|_| GuardError::BadSize)?;
+        // The tar reader applies a PAX `size` to the next header that is not
+        // itself an extension header (`L`, `K`, `x`, `g`), whatever its magic.
+        let extension = kind.is_gnu_longname()
+            || kind.is_gnu_longlink()
+            || kind.is_pax_local_extensions()
+            || kind.is_pax_global_extensions();
+        if !extension {
+            if let Some(s) = self.pending_pax.as_deref().and_then(pax_size) {
+                size = s;
+            }
+        }
+        // Only a header with a ustar or GNU magic is taken as a long name or a
+        // PAX header; any other header is returned as an entry, which ends
+        // the PAX header's reach.
+        let recognized = header.as_gnu().is_some() || header.as_ustar().is_some();
+        let kept_by_reader = recognized
+            && (kind.is_gnu_longname() || kind.is_gnu_longlink() || kind.is_pax_local_extensions());
+        if !kept_by_reader {
+            self.pending_pax = None;
+        }
+        // Limits: metadata kinds are held to the metadata limits even when the
+        // reader would only skip them (stricter, never looser).
+        let raw_kind = self.header[156];
+        if matches!(raw_kind, b'L' | b'K' | b'x' | b'g' | b'X') {
             if size > MAX_METADATA_BYTES {
                 return Err(GuardError::MetadataTooLarge { size });
             }
@@ -134,16 +195,9 @@ impl<R: Read> TarGuard<R> {
             if self.metadata_bytes > MAX_METADATA_TOTAL {
                 return Err(GuardError::TooMuchMetadata);
             }
-            // A PAX header's `size` applies to the next entry only.
-            if kind == b'x' {
-                self.pax = Some(Vec::with_capacity(size as usize));
-            }
         } else {
-            if kind == b'S' {
+            if kind.is_gnu_sparse() {
                 return Err(GuardError::Sparse);
-            }
-            if let Some(s) = self.pax_size.take() {
-                size = s;
             }
             self.data_bytes = self.data_bytes.saturating_add(size);
             if self.data_bytes > self.max_bytes {
@@ -152,11 +206,13 @@ impl<R: Read> TarGuard<R> {
                 });
             }
         }
-        self.skip = size.div_ceil(BLOCK as u64) * BLOCK as u64;
-        if self.skip == 0 {
-            if let Some(pax) = self.pax.take() {
-                self.pax_size = pax_size(&pax);
-            }
+        if recognized && kind.is_pax_local_extensions() {
+            self.reading_pax = Some(Vec::with_capacity(size as usize));
+        }
+        self.data_left = size;
+        self.padding_left = size.next_multiple_of(BLOCK as u64) - size;
+        if size == 0 {
+            self.pending_pax = self.reading_pax.take().or(self.pending_pax.take());
         }
         Ok(())
     }
@@ -176,35 +232,21 @@ impl<R: Read> Read for TarGuard<R> {
     }
 }
 
-/// A header's size field: octal text, or base-256 when its first bit is set.
-fn header_size(field: &[u8]) -> Option<u64> {
-    if field[0] & 0x80 != 0 {
-        if field[1..field.len() - 8].iter().any(|b| *b != 0) || field[0] != 0x80 {
-            return None; // more than 64 bits, or negative
+/// The `size` record of a PAX header, read as the tar reader reads it
+/// (tar 0.4 `pax.rs`, `pax_extensions_value`): records split on `\n`, the
+/// first malformed record drops every value, the first `size` record wins,
+/// its value parsed as is (no trimming).
+fn pax_size(data: &[u8]) -> Option<u64> {
+    for record in tar::PaxExtensions::new(data) {
+        let record = record.ok()?;
+        if record.key() != Ok("size") {
+            continue;
         }
-        let mut n = 0u64;
-        for b in &field[field.len() - 8..] {
-            n = (n << 8) | u64::from(*b);
-        }
-        return Some(n);
+        return record.value().ok()?.parse().ok();
     }
-    let text: Vec<u8> = field
-        .iter()
-        .copied()
-        .take_while(|b| *b != 0)
-        .filter(|b| *b != b' ')
-        .collect();
-    if text.is_empty() {
-        return Some(0);
-    }
-    u64::from_str_radix(std::str::from_utf8(&text).ok()?, 8).ok()
+    None
 }
 
-/// The `size` record of a PAX header (`<len> size=<n>\n`), if any.
-fn pax_size(data: &[u8]) -> Option<u64> {
-    let text = String::from_utf8_lossy(data);
-    text.lines().find_map(|record| {
-        let (_, kv) = record.split_once(' ')?;
-        kv.strip_prefix("size=")?.trim().parse().ok()
-    })
-}
+#[cfg(test)]
+#[path = "archive_guard_tests.rs"]
+mod tests;
