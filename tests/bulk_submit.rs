@@ -4,8 +4,9 @@
 
 mod common;
 
-use common::{http, read, Controller, TestDir};
-use serde_json::json;
+use common::{http, read, Controller, Run, TestDir};
+use serde_json::{json, Value};
+use std::{ffi::OsStr, path::Path};
 
 const SWEEP: &str = r#"[
   JobType = "Parametric";
@@ -19,6 +20,25 @@ const SWEEP: &str = r#"[
   JobName = "sweep-_PARAM_";
 ]"#;
 
+/// `drover submit FILE`, as a user runs it.
+fn submit_file(ctl: &Controller, jdl: &Path) -> Run {
+    ctl.drover([OsStr::new("submit"), jdl.as_os_str()])
+}
+
+/// Posts a batch of `entries` for submission and checks it is refused whole
+/// with `status`, the error saying `says`.
+fn refused_whole(ctl: &Controller, entries: Vec<Value>, status: u16, says: &str) {
+    let (got, body) = http(
+        &ctl.url,
+        "POST",
+        "/v1/batches/submit",
+        Some(json!({ "jobs": entries })),
+    );
+    assert_eq!(got, status, "{body}");
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(error.contains(says), "expected `{says}` in: {body}");
+}
+
 #[test]
 fn a_parametric_jdl_runs_one_job_per_value_with_its_own_sandbox() {
     let dir = TestDir::new();
@@ -27,9 +47,7 @@ fn a_parametric_jdl_runs_one_job_per_value_with_its_own_sandbox() {
     }
     let jdl = dir.write("sweep.jdl", SWEEP);
     let ctl = Controller::start(&dir);
-    let run = ctl
-        .drover([std::ffi::OsStr::new("submit"), jdl.as_os_str()])
-        .expect_ok("submit");
+    let run = submit_file(&ctl, &jdl).expect_ok("submit");
     let ids: Vec<&str> = run.stdout.lines().map(str::trim).collect();
     assert_eq!(ids.len(), 4, "one id a line: {run:#?}");
 
@@ -56,7 +74,7 @@ fn a_parametric_jdl_missing_one_input_submits_nothing_and_names_the_value() {
     }
     let jdl = dir.write("sweep.jdl", SWEEP);
     let ctl = Controller::start(&dir);
-    let run = ctl.drover([std::ffi::OsStr::new("submit"), jdl.as_os_str()]);
+    let run = submit_file(&ctl, &jdl);
     assert_eq!(run.code, Some(2), "{run:#?}");
     assert!(run.stderr.contains("(_PARAM_ = 5)"), "{run:#?}");
     assert!(run.stderr.contains("in5.txt"), "{run:#?}");
@@ -76,7 +94,7 @@ fn a_parametric_jdl_over_the_limit_is_refused_before_anything_is_sent() {
         "JobType = \"Parametric\"; Executable = \"/bin/true\"; Parameters = 100001;",
     );
     let ctl = Controller::start(&dir);
-    let run = ctl.drover([std::ffi::OsStr::new("submit"), jdl.as_os_str()]);
+    let run = submit_file(&ctl, &jdl);
     assert_eq!(run.code, Some(2), "{run:#?}");
     assert!(run.stderr.contains("100001 jobs"), "{run:#?}");
     assert!(run.stderr.contains("split it"), "{run:#?}");
@@ -119,17 +137,7 @@ fn the_batch_api_refuses_bad_batches_whole() {
         .iter()
         .map(|id| json!({ "id": id, "jdl": plain }))
         .collect();
-    let (status, body) = http(
-        &ctl.url,
-        "POST",
-        "/v1/batches/submit",
-        Some(json!({ "jobs": entries })),
-    );
-    assert_eq!(status, 409, "{body}");
-    assert!(
-        body["error"].as_str().unwrap().contains("no input archive"),
-        "{body}"
-    );
+    refused_whole(&ctl, entries, 409, "no input archive");
     assert!(ctl.jobs().iter().all(|j| j["state"] == "created"));
 
     // A bad JDL is named with its job.
@@ -137,41 +145,20 @@ fn the_batch_api_refuses_bad_batches_whole() {
         json!({ "id": ids[0], "jdl": plain }),
         json!({ "id": ids[1], "jdl": "Executable = ;" }),
     ];
-    let (status, body) = http(
-        &ctl.url,
-        "POST",
-        "/v1/batches/submit",
-        Some(json!({ "jobs": entries })),
-    );
-    assert_eq!(status, 400, "{body}");
-    assert!(body["error"].as_str().unwrap().contains(&ids[1]), "{body}");
+    refused_whole(&ctl, entries, 400, &ids[1]);
 
     // A parametric JDL must be expanded by the client.
     let entries = vec![
         json!({ "id": ids[0], "jdl": "JobType = \"Parametric\"; Parameters = 2; Executable = \"/bin/true\";" }),
     ];
-    let (status, body) = http(
-        &ctl.url,
-        "POST",
-        "/v1/batches/submit",
-        Some(json!({ "jobs": entries })),
-    );
-    assert_eq!(status, 400, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("expand"), "{body}");
+    refused_whole(&ctl, entries, 400, "expand");
 
     // The same job twice.
     let entries = vec![
         json!({ "id": ids[0], "jdl": plain }),
         json!({ "id": ids[0], "jdl": plain }),
     ];
-    let (status, body) = http(
-        &ctl.url,
-        "POST",
-        "/v1/batches/submit",
-        Some(json!({ "jobs": entries })),
-    );
-    assert_eq!(status, 400, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("twice"), "{body}");
+    refused_whole(&ctl, entries, 400, "twice");
     assert!(ctl.jobs().iter().all(|j| j["state"] == "created"));
 }
 

@@ -8,12 +8,8 @@
 
 mod common;
 
-use common::{files_under, wait_for, Controller, TestDir};
-use std::{
-    path::PathBuf,
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+use common::{files_under, hand_worker::HandWorker, wait_for, Controller, TestDir};
+use std::time::{Duration, Instant};
 
 /// A controller whose `[limits]` are `limits` (TOML lines).
 fn controller_with_limits(dir: &TestDir, limits: &str, extra: &[&str]) -> Controller {
@@ -99,36 +95,19 @@ fn an_output_over_the_limit_fails_the_attempt_saying_so_and_is_not_retried() {
 
 const WORKER: &str = "quota-1";
 
-/// `drover worker` started by hand with a sandbox quota, its work under `dir/work`.
-fn worker_with_quota(dir: &TestDir, url: &str, quota: u64) -> (Child, PathBuf) {
-    let token = common::worker_token(url, WORKER).expect("the cluster's worker token");
-    let log = dir.join("worker.log");
-    let file = std::fs::File::create(&log).expect("worker log");
-    let child = Command::new(common::drover_bin())
-        .arg("worker")
-        .args(["--controller", url, "--instance-id", WORKER])
-        .args(["--slots", "1", "--ping-interval", "300ms"])
-        .args(["--max-sandbox-bytes", &quota.to_string()])
-        .arg("--work-dir")
-        .arg(dir.join("work"))
-        .current_dir(dir.path())
-        .env("RUST_LOG", "info")
-        .env("DROVER_WORKER_TOKEN", token)
-        .stdin(Stdio::null())
-        .stdout(file.try_clone().expect("log"))
-        .stderr(file)
-        .spawn()
-        .expect("starting drover worker");
-    (child, log)
-}
-
 #[test]
 fn a_job_that_fills_its_sandbox_fails_saying_so_and_its_worker_runs_the_next_job() {
     let dir = TestDir::new();
     // No fleet workers: the hand-started worker with its quota is the only one.
     let ctl = Controller::start_with(&dir, "data", &["--max-workers", "0"]);
     let quota: u64 = 5_000_000;
-    let (mut worker, log) = worker_with_quota(&dir, &ctl.url, quota);
+    let quota_flag = quota.to_string();
+    let mut worker = HandWorker::start(
+        &dir,
+        &ctl.url,
+        WORKER,
+        &["--max-sandbox-bytes", &quota_flag],
+    );
 
     // Writes 1 MB a time, without end: the disk would fill if nothing stopped it.
     let filler = ctl.submit(&dir.write(
@@ -154,7 +133,7 @@ fn a_job_that_fills_its_sandbox_fails_saying_so_and_its_worker_runs_the_next_job
         job["state"],
         stopped_after.as_millis(),
         after["state"],
-        matches!(worker.try_wait(), Ok(None)),
+        worker.is_running(),
         left.len()
     );
     assert_eq!(job["state"], "failed", "{job:#}");
@@ -171,16 +150,14 @@ fn a_job_that_fills_its_sandbox_fails_saying_so_and_its_worker_runs_the_next_job
     assert_eq!(after["state"], "succeeded", "{after:#}");
     assert_eq!(after["attempts"][0]["worker"], WORKER, "{after:#}");
     assert!(
-        matches!(worker.try_wait(), Ok(None)),
+        worker.is_running(),
         "the worker died:\n{}",
-        std::fs::read_to_string(&log).unwrap_or_default()
+        worker.log_text()
     );
     // The filled sandbox was removed with its attempt.
     wait_for(Duration::from_secs(5), "the attempt folders to go", || {
         files_under(&dir.join("work")).is_empty().then_some(())
     });
-    let _ = worker.kill();
-    let _ = worker.wait();
 }
 
 #[test]

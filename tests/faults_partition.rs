@@ -13,15 +13,12 @@
 mod common;
 
 use common::{
-    all_pids, http, http_put_bytes, is_alive, proc_cwd, proc_state, read, signal, wait_for,
+    hand_worker::HandWorker, http, http_put_bytes, is_alive, proc_state, read, signal, wait_for,
     Controller, TestDir,
 };
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
-use std::{
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 /// Attempt 1 runs for a long time (it is still running when its worker wakes
 /// up); attempt 2 ends at once. Each leaves its number as the job's output.
@@ -33,64 +30,6 @@ const LONG_FIRST_ATTEMPT: &str = r#"[
 "#;
 
 const WORKER: &str = "partitioned-1";
-
-/// `drover worker` started by hand for the controller at `url`, logging to
-/// `dir/worker.log`, its attempts under `dir/work`.
-struct HandWorker {
-    child: Child,
-    log: std::path::PathBuf,
-    work: std::path::PathBuf,
-}
-
-impl HandWorker {
-    fn start(dir: &TestDir, url: &str) -> HandWorker {
-        // The token the controller's fleet would have given it.
-        let token = common::worker_token(url, WORKER).expect("the cluster's worker token");
-        let log = dir.join("worker.log");
-        let work = dir.join("work");
-        let file = std::fs::File::create(&log).expect("worker log");
-        let child = Command::new(common::drover_bin())
-            .arg("worker")
-            .args(["--controller", url, "--instance-id", WORKER])
-            .args(["--slots", "1", "--ping-interval", "300ms"])
-            .arg("--work-dir")
-            .arg(&work)
-            .current_dir(dir.path())
-            .env("RUST_LOG", "info")
-            .env("DROVER_WORKER_TOKEN", token)
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().expect("log"))
-            .stderr(file)
-            .spawn()
-            .expect("starting drover worker");
-        HandWorker { child, log, work }
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// The job processes it started (they work in its work folder).
-    fn job_processes(&self) -> Vec<i32> {
-        all_pids()
-            .into_iter()
-            .filter(|p| *p != self.pid())
-            .filter(|p| proc_cwd(*p).is_some_and(|cwd| cwd.starts_with(&self.work)))
-            .collect()
-    }
-}
-
-impl Drop for HandWorker {
-    fn drop(&mut self) {
-        signal(self.pid(), Signal::SIGCONT);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn outcomes(job: &Value) -> Vec<&str> {
     job["attempts"]
@@ -108,7 +47,7 @@ fn a_partitioned_worker_learns_it_was_lost_stops_its_stale_attempt_and_registers
     let dir = TestDir::new();
     // No fleet workers: the hand-started worker is the only one.
     let ctl = Controller::start_with(&dir, "data", &["--max-workers", "0"]);
-    let mut worker = HandWorker::start(&dir, &ctl.url);
+    let mut worker = HandWorker::start(&dir, &ctl.url, WORKER, &[]);
     let id = ctl.submit(&dir.write("job.jdl", LONG_FIRST_ATTEMPT));
     let job = ctl.wait_job(&id, Duration::from_secs(20), "running attempt 1", |j| {
         j["state"] == "running"
@@ -149,8 +88,17 @@ fn a_partitioned_worker_learns_it_was_lost_stops_its_stale_attempt_and_registers
     assert_eq!(outcomes(&job), ["worker_lost", "succeeded"], "{job:#}");
     assert_eq!(job["attempts"][1]["worker"], WORKER, "{job:#}");
     assert_eq!(job["attempts"][0]["has_output"], false, "{job:#}");
+    // Regression: the lost attempt's log read as empty; it was never uploaded.
+    let logs = ctl.drover(["logs", &id, "--attempt", "1"]);
     assert!(
-        matches!(worker.child.try_wait(), Ok(None)),
+        !logs.ok()
+            && logs
+                .stderr
+                .contains(&format!("attempt 1 was lost with worker {WORKER}")),
+        "{logs:#?}"
+    );
+    assert!(
+        worker.is_running(),
         "the worker exited instead of registering again:\n{}",
         worker.log_text()
     );

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{signal, wait_for, Controller, TestDir};
+use common::{signal, tally::succeeded_attempts, wait_for, Controller, TestDir};
 use nix::sys::signal::Signal;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
@@ -203,6 +203,7 @@ fn workers_killed_at_random_moments_of_200_jobs_lose_nothing_and_duplicate_nothi
     let mut lost_lost = 0;
     let mut worst_requeue_ms = 0u64;
     let mut worst_rerun_ms = 0u64;
+    let mut a_lost_attempt: Option<(String, u64, String)> = None;
     for job in &jobs {
         let id = job["id"].as_str().expect("id");
         assert_eq!(job["state"], "succeeded", "{job:#}");
@@ -234,6 +235,7 @@ fn workers_killed_at_random_moments_of_200_jobs_lose_nothing_and_duplicate_nothi
                     killed.contains(worker),
                     "a worker nobody killed was lost: {job:#}"
                 );
+                a_lost_attempt.get_or_insert((id.to_string(), n, worker.to_string()));
                 let kill = kills.iter().find(|k| k.worker == worker).expect("the kill");
                 let requeued = a["finished_at"].as_u64().expect("finished_at");
                 worst_requeue_ms = worst_requeue_ms.max(requeued.saturating_sub(kill.at_ms));
@@ -262,6 +264,13 @@ fn workers_killed_at_random_moments_of_200_jobs_lose_nothing_and_duplicate_nothi
             "job {id}'s accepted output"
         );
     }
+    // Regression: a lost attempt's log read as empty. Its worker died before
+    // uploading anything, and `drover logs` says so.
+    let (id, n, worker) = a_lost_attempt.expect("a lost attempt");
+    let logs = ctl.drover(["logs", &id, "--attempt", &n.to_string()]);
+    let lost = format!("attempt {n} was lost with worker {worker}; its stdout was never uploaded");
+    assert!(!logs.ok() && logs.stderr.contains(&lost), "{logs:#?}");
+
     // Each kill found a busy worker: at least one job of each was requeued.
     let lost_by_worker: HashMap<&str, usize> = jobs
         .iter()
@@ -348,11 +357,4 @@ fn workers_killed_at_random_moments_of_200_jobs_lose_nothing_and_duplicate_nothi
         leaked.is_empty(),
         "workers left after the controller stopped: {leaked:?}"
     );
-}
-
-fn succeeded_attempts(job: &Value) -> usize {
-    job["attempts"]
-        .as_array()
-        .map(|a| a.iter().filter(|x| x["outcome"] == "succeeded").count())
-        .unwrap_or(0)
 }

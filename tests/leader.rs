@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{wait_for, Controller, TestDir};
+use common::{tally::succeeded_attempts, wait_for, Controller, TestDir};
 use drover::store::{sqlite::SqliteStore, Store, StoreError};
 use reconcilers::model::{Job, JobId, JobState, Timestamp};
 use std::{
@@ -61,11 +61,18 @@ fn leads(c: &Controller) -> bool {
     c.metric("drover_leader") == 1.0
 }
 
-fn succeeded_attempts(job: &serde_json::Value) -> usize {
-    job["attempts"]
-        .as_array()
-        .map(|a| a.iter().filter(|a| a["outcome"] == "succeeded").count())
-        .unwrap_or(0)
+/// Submits `n` copies of `file`, to `a` and `b` in turn: a follower takes
+/// submissions as well as the leader.
+fn submit_to_both(a: &Controller, b: &Controller, file: &Path, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            if i % 2 == 0 {
+                a.submit(file)
+            } else {
+                b.submit(file)
+            }
+        })
+        .collect()
 }
 
 /// Lines of the worker logs under `data` that say they failed over.
@@ -99,15 +106,7 @@ fn when_the_leader_is_killed_the_other_controller_takes_over_and_every_job_succe
     assert!(!b.log_text().contains("this controller leads"));
 
     let file = dir.write("job.jdl", TWO_SECONDS);
-    let ids: Vec<String> = (0..12)
-        .map(|i| {
-            if i % 2 == 0 {
-                a.submit(&file)
-            } else {
-                b.submit(&file)
-            }
-        })
-        .collect();
+    let ids = submit_to_both(&a, &b, &file, 12);
     // Kill the leader while jobs run on the workers it started.
     for id in ids.iter().take(2) {
         b.wait_job(id, Duration::from_secs(30), "running", |j| {
@@ -312,15 +311,7 @@ mod on_aws {
         );
 
         let file = dir.write("job.jdl", TWO_SECONDS);
-        let ids: Vec<String> = (0..8)
-            .map(|i| {
-                if i % 2 == 0 {
-                    a.submit(&file)
-                } else {
-                    b.submit(&file)
-                }
-            })
-            .collect();
+        let ids = submit_to_both(&a, &b, &file, 8);
         aws::wait_jobs(&b, &ids[..2], Duration::from_secs(60), "running", |j| {
             j["state"] == "running"
         });
@@ -357,4 +348,82 @@ mod on_aws {
             attempts - ids.len()
         );
     }
+}
+
+/// The milliseconds of the controllers' clock (the system's), for the store.
+fn now_ms() -> Timestamp {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("a clock after 1970");
+    Timestamp(since.as_millis() as u64)
+}
+
+/// Waits for a worker of the cluster on `state`, and returns them.
+fn wait_workers(state: &Path) -> Vec<(i32, String)> {
+    wait_for(Duration::from_secs(15), "a worker", || {
+        let w = common::worker_processes(state);
+        (!w.is_empty()).then_some(w)
+    })
+}
+
+fn wait_workers_gone(state: &Path, why: &str) {
+    wait_for(Duration::from_secs(10), why, || {
+        common::worker_processes(state).is_empty().then_some(())
+    });
+}
+
+#[test]
+fn two_controllers_stopped_together_stop_the_workers() {
+    let (dir, state) = shared_cluster();
+    let mut a = Controller::start_with(&dir, "a", &["--min-workers", "1"]);
+    wait_for(Duration::from_secs(10), "a to lead", || {
+        leads(&a).then_some(())
+    });
+    let mut b = start_second(&dir, "b", &a);
+    wait_workers(&state);
+    // Both announced: each knows of the other when the stop begins.
+    std::thread::sleep(LEASE);
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        s.spawn(|| a.stop(Duration::from_secs(30)));
+        s.spawn(|| b.stop(Duration::from_secs(30)));
+    });
+    let took = started.elapsed();
+    wait_workers_gone(&state, "the last controller to stop the workers");
+    let last = [&a, &b]
+        .iter()
+        .filter(|c| a_log_says(c, "the last controller of the store"))
+        .count();
+    assert!(last >= 1, "one of them saw itself the last");
+    println!("two controllers stopped together: both gone in {took:.2?}, 0 workers left");
+}
+
+#[test]
+fn a_sole_controller_stops_its_workers_even_when_a_dead_controller_holds_the_lease() {
+    let (dir, state) = shared_cluster();
+    let mut a = Controller::start_with(&dir, "a", &["--min-workers", "1"]);
+    wait_for(Duration::from_secs(10), "a to lead", || {
+        leads(&a).then_some(())
+    });
+    wait_workers(&state);
+    // A controller that took the lease and died at once: a is a follower now,
+    // and the only controller alive.
+    let store = SqliteStore::open(&state).expect("open the shared store");
+    let ms = LEASE.as_millis() as u64;
+    common::block_on(async {
+        loop {
+            let seen = store.acquire_lease("ghost", "http://127.0.0.1:9", now_ms(), ms);
+            let seen = seen.await.expect("read the lease");
+            if seen.holder == "ghost" {
+                break;
+            }
+            store.release_lease(&seen.fence()).await.expect("release");
+        }
+    });
+    let started = Instant::now();
+    a.stop(Duration::from_secs(30));
+    let took = started.elapsed();
+    wait_workers_gone(&state, "a, the last controller, to stop the workers");
+    assert!(a_log_says(&a, "the last controller of the store"));
+    println!("the last controller, its lease held by a dead one: stopped the workers in {took:.2?} (lease {LEASE:?})");
 }

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{read, wait_for, Controller, TestDir};
+use common::{read, tally::lost_and_duplicated, wait_for, Controller, TestDir};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -39,23 +39,6 @@ fn start_running_jobs(ctl: &Controller, dir: &TestDir, n: usize) -> Vec<String> 
         });
     }
     ids
-}
-
-/// Jobs that did not succeed, and jobs with more than one succeeded attempt.
-fn lost_and_duplicated(jobs: &[Value]) -> (usize, usize) {
-    let lost = jobs.iter().filter(|j| j["state"] != "succeeded").count();
-    let duplicated = jobs
-        .iter()
-        .filter(|j| {
-            let attempts = j["attempts"].as_array().cloned().unwrap_or_default();
-            attempts
-                .iter()
-                .filter(|a| a["outcome"] == "succeeded")
-                .count()
-                > 1
-        })
-        .count();
-    (lost, duplicated)
 }
 
 /// The figures of one run, on one line the campaign's table is filled from.

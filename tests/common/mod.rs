@@ -22,6 +22,10 @@ pub mod moto;
 pub mod sns;
 // promtool and cfn-lint, found or installed.
 pub mod tools;
+// Counting results over jobs: nothing lost, nothing run twice.
+pub mod tally;
+// `drover worker` started by hand, outside the controller's fleet.
+pub mod hand_worker;
 
 use serde_json::Value;
 use std::{
