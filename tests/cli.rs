@@ -180,3 +180,22 @@ fn errors_say_what_to_do() {
         "{run:#?}"
     );
 }
+
+/// A presigned upload that S3 (moto) refuses is reported as S3's answer, with its
+/// code and message, never as the controller's.
+#[cfg(feature = "aws")]
+#[test]
+fn a_presigned_upload_s3_refuses_says_s3_answered_with_its_code_and_message() {
+    let moto = common::moto::Moto::start();
+    let url = format!("{}/no-such-bucket/in/jobs/j-1/input.tar.gz", moto.url);
+    let client = drover::client::Client::new("127.0.0.1:9");
+    let err = common::block_on(client.upload_presigned_body(&url, "archive".into(), 7))
+        .expect_err("the bucket does not exist");
+    let text = err.to_string();
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(404), "{text}");
+    assert!(
+        text.starts_with("S3 answered 404 Not Found: NoSuchBucket: "),
+        "{text}"
+    );
+    assert!(!text.contains("controller"), "{text}");
+}

@@ -250,43 +250,7 @@ pub async fn apply(
         jobs::submit(State(c.clone()), Path(req.job.to_string()), Json(submit)).await?;
     let old = current.as_ref().map(|v| &v.record);
     let next = next_record(&name, old, &req.hash, &req.job, c.now());
-    let job = &req.job;
-    match write_record(&*c.store, &next, old.is_none()).await {
-        Recorded::Written => {}
-        Recorded::Refused => {
-            let cancelled = cancel_unrecorded(&c, job).await;
-            return Err(ApiError::conflict(format!(
-                "job record `{name}` changed while this apply ran (another apply at the same \
-                 time?); {cancelled}: run `drover apply` again"
-            )));
-        }
-        Recorded::Failed(e) => {
-            let cancelled = cancel_unrecorded(&c, job).await;
-            let e = ApiError::from(e);
-            return Err(ApiError::new(
-                e.status,
-                format!(
-                    "job record `{name}` could not be written ({}); {cancelled}: \
-                     run `drover apply` again",
-                    e.message
-                ),
-            ));
-        }
-        Recorded::Unknown { write, reread } => {
-            // Cancelling could leave the record naming a cancelled job, which the
-            // next apply of the same manifest would call unchanged; keeping it
-            // could leave a job no record names. Neither is safe to pick blind.
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "job record `{name}`: its write (naming job {job}) answered {write}, and \
-                     reading it back failed ({reread}); job {job} was left queued. \
-                     `drover get {name}` shows whether the record names it; if not, \
-                     cancel it with `drover cancel {job}` and apply again"
-                ),
-            ));
-        }
-    }
+    record_job(&c, &next, old.is_none()).await?;
     let cancelled = match &decided {
         ApplyDecision::Replace { cancel } => {
             cancel_job(&c, cancel).await?;
@@ -305,6 +269,49 @@ pub async fn apply(
         record: Some(view(&c, record).await?),
         cancelled,
     }))
+}
+
+/// Writes the record naming the job just submitted (`next.job`). When no record
+/// names it after all, the job is cancelled (best effort) and the error says so;
+/// when that is unknown, it is left alone and the error says how to find out.
+async fn record_job(c: &Ctx, next: &JobRecord, create: bool) -> Result<(), ApiError> {
+    let (name, job) = (&next.name, &next.job);
+    match write_record(&*c.store, next, create).await {
+        Recorded::Written => Ok(()),
+        Recorded::Refused => {
+            let cancelled = cancel_unrecorded(c, job).await;
+            Err(ApiError::conflict(format!(
+                "job record `{name}` changed while this apply ran (another apply at the same \
+                 time?); {cancelled}: run `drover apply` again"
+            )))
+        }
+        Recorded::Failed(e) => {
+            let cancelled = cancel_unrecorded(c, job).await;
+            let e = ApiError::from(e);
+            Err(ApiError::new(
+                e.status,
+                format!(
+                    "job record `{name}` could not be written ({}); {cancelled}: \
+                     run `drover apply` again",
+                    e.message
+                ),
+            ))
+        }
+        Recorded::Unknown { write, reread } => {
+            // Cancelling could leave the record naming a cancelled job, which the
+            // next apply of the same manifest would call unchanged; keeping it
+            // could leave a job no record names. Neither is safe to pick blind.
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "job record `{name}`: its write (naming job {job}) answered {write}, and \
+                     reading it back failed ({reread}); job {job} was left queued. \
+                     `drover get {name}` shows whether the record names it; if not, \
+                     cancel it with `drover cancel {job}` and apply again"
+                ),
+            ))
+        }
+    }
 }
 
 /// `DELETE /v1/records/{name}`: removes the record and cancels its job if it is

@@ -89,14 +89,11 @@ pub async fn upload(client: &Client, plan: pack::PackPlan) -> anyhow::Result<(Jo
     // The controller checks the size first: nothing is sent, and no job made,
     // for an input over its limit.
     let id = client.allocate_for_input(plan.input_bytes()).await?;
-    let mut archive = tempfile::NamedTempFile::new()
-        .context("creating a temporary file for the input archive")?;
-    let packed = {
-        let mut out = std::io::BufWriter::new(archive.as_file_mut());
-        let packed = plan.write_archive(&mut out)?;
-        out.flush().context("writing the input archive")?;
-        packed
-    };
+    // Packing reads and compresses every input file: blocking work, kept off
+    // the async runtime.
+    let (archive, packed) = tokio::task::spawn_blocking(move || write_archive(plan))
+        .await
+        .context("writing the input archive")??;
     let file = tokio::fs::File::open(archive.path())
         .await
         .context("reading the input archive back")?;
@@ -118,6 +115,21 @@ pub async fn upload(client: &Client, plan: pack::PackPlan) -> anyhow::Result<(Jo
     pb.finish_and_clear();
     sent.with_context(uploading)?;
     Ok((id, packed.jdl))
+}
+
+/// Writes the plan's input archive to a temporary file (blocking I/O).
+fn write_archive(
+    plan: pack::PackPlan,
+) -> anyhow::Result<(tempfile::NamedTempFile, pack::PackedJob)> {
+    let mut archive = tempfile::NamedTempFile::new()
+        .context("creating a temporary file for the input archive")?;
+    let packed = {
+        let mut out = std::io::BufWriter::new(archive.as_file_mut());
+        let packed = plan.write_archive(&mut out)?;
+        out.flush().context("writing the input archive")?;
+        packed
+    };
+    Ok((archive, packed))
 }
 
 /// Waits for every job to finish; long polls, so a finished job is seen at once.
