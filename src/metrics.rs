@@ -46,6 +46,7 @@ pub struct Metrics {
     pub aws_calls: IntCounterVec,
     pub aws_call_seconds: HistogramVec,
     pub leader: IntGauge,
+    pub auth_refusals: IntCounterVec,
 }
 
 /// The loops `runtime::spawn_loops` starts, so their series exist from the start.
@@ -233,6 +234,11 @@ fn build() -> prometheus::Result<Metrics> {
             "drover_leader",
             "1 while this controller holds the leader lease (runs the reconcilers), else 0",
         )?,
+        auth_refusals: counter_vec(
+            "drover_api_auth_refusals_total",
+            "API requests refused at the door, by reason (no_token, unknown_token, wrong_role)",
+            &["reason"],
+        )?,
     };
     for c in collectors(&m) {
         m.registry.register(c)?;
@@ -271,12 +277,16 @@ fn collectors(m: &Metrics) -> Vec<Box<dyn Collector>> {
         Box::new(m.aws_calls.clone()),
         Box::new(m.aws_call_seconds.clone()),
         Box::new(m.leader.clone()),
+        Box::new(m.auth_refusals.clone()),
     ]
 }
 
 /// Creates the series a dashboard or an alert compares against, at 0: a rate
 /// of errors that is 0 is an answer, one that is absent is a gap.
 fn initialise(m: &Metrics) {
+    for reason in AUTH_REFUSAL_REASONS {
+        m.auth_refusals.with_label_values(&[reason]).inc_by(0);
+    }
     m.build_info
         .with_label_values(&[env!("CARGO_PKG_VERSION")])
         .set(1);
@@ -515,6 +525,15 @@ pub fn message_received(source: &str, msg: &Message) {
     if HINT_KINDS.contains(&kind) {
         METRICS.hints.with_label_values(&[source, kind]).inc();
     }
+}
+
+/// Why the API's door refused a request (the only values of `reason`).
+pub const AUTH_REFUSAL_REASONS: [&str; 3] = ["no_token", "unknown_token", "wrong_role"];
+
+/// A request refused by the API's bearer-token check; counted, not logged at
+/// info, so that unauthenticated callers cannot flood the log.
+pub fn auth_refused(reason: &'static str) {
+    METRICS.auth_refusals.with_label_values(&[reason]).inc();
 }
 
 /// One AWS request's end, as the SDK interceptor in `crate::aws` saw it.

@@ -84,6 +84,8 @@ fn a_wrong_token_is_refused_with_403_and_changes_nothing() {
     // the right worker made with another secret.
     let forged_worker =
         drover::auth::WorkerTokens::new(b"not this cluster's secret").token_for(worker);
+    let refusals = r#"drover_api_auth_refusals_total{reason="unknown_token"}"#;
+    let refused_before = ctl.metric(refusals);
     for token in ["0123456789abcdef0123456789abcdef", forged_worker.as_str()] {
         for (method, path) in [
             ("POST", "/v1/jobs".to_string()),
@@ -96,6 +98,10 @@ fn a_wrong_token_is_refused_with_403_and_changes_nothing() {
     }
     assert_eq!(ctl.job(&id), job, "the job did not change");
     assert_eq!(ctl.jobs().len(), 1, "no job was allocated");
+    // Counted, not logged: an unauthenticated caller cannot fill the log.
+    assert_eq!(ctl.metric(refusals), refused_before + 6.0);
+    let log = ctl.log_text();
+    assert!(!log.contains("unknown token"), "{log}");
     ctl.drover(["cancel", &id]).expect_ok("cancel");
 }
 
@@ -248,16 +254,25 @@ fn tokens_never_reach_argv_logs_metrics_or_the_jobs_environment() {
         .into_iter()
         .find(|(_, w)| w == worker)
         .expect("the worker process");
-    let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("environ");
-    let environ = String::from_utf8_lossy(&environ);
-    assert!(
-        environ.contains(&format!("DROVER_WORKER_TOKEN={worker_tok}")),
-        "the worker holds its own token"
-    );
-    assert!(
-        !environ.contains(&submit),
-        "the worker does not hold the submit token"
-    );
+    // The worker is not dumpable, so only a process with CAP_SYS_PTRACE (the
+    // test when it runs as root) may read its environment.
+    match std::fs::read(format!("/proc/{pid}/environ")) {
+        Ok(environ) => {
+            let environ = String::from_utf8_lossy(&environ);
+            assert!(
+                environ.contains(&format!("DROVER_WORKER_TOKEN={worker_tok}")),
+                "the worker holds its own token"
+            );
+            assert!(
+                !environ.contains(&submit),
+                "the worker does not hold the submit token"
+            );
+        }
+        Err(e) => assert!(
+            !running_as_root(),
+            "only root may read a non-dumpable worker's environ: {e}"
+        ),
+    }
     let argv = common::cmdline(pid).join(" ");
     assert!(
         !argv.contains(&signature),
@@ -305,6 +320,107 @@ fn tokens_never_reach_argv_logs_metrics_or_the_jobs_environment() {
             "a worker token is in the {what}"
         );
     }
+}
+
+/// Whether this test runs with root's effective uid (which CAP_SYS_PTRACE
+/// comes with).
+fn running_as_root() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        == Some("0")
+}
+
+/// A job that tries to read its worker's environment (where the worker token
+/// is), and, to show the same user may read a dumpable process's, that of a
+/// process it started itself.
+const ENVIRON_JOB: &str = r#"[
+  Executable = "/bin/sh";
+  Arguments = "-c 'cat /proc/$PPID/comm; if cat /proc/$PPID/environ > /dev/null; then echo worker:read; else echo worker:refused; fi; sleep 5 & if cat /proc/$!/environ > /dev/null; then echo sibling:read; fi; kill $!'";
+  StdOutput = "out.txt";
+  StdError = "err.txt";
+  OutputSandbox = {"out.txt", "err.txt"};
+]
+"#;
+
+/// A `drover worker` started by hand, as an ordinary user: `nobody` when the
+/// test runs as root (root's CAP_SYS_PTRACE reads any process, so the case
+/// that matters, a job of the worker's own unprivileged user, needs one).
+struct UnprivilegedWorker {
+    child: std::process::Child,
+    _work: tempfile::TempDir,
+}
+
+impl UnprivilegedWorker {
+    fn start(url: &str, instance: &str) -> UnprivilegedWorker {
+        use std::os::unix::fs::PermissionsExt;
+        let work = tempfile::Builder::new()
+            .prefix("drover-unprivileged-")
+            .tempdir()
+            .expect("work dir");
+        std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o777))
+            .expect("chmod work dir");
+        let mut cmd = if running_as_root() {
+            let mut c = std::process::Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+                .arg(common::drover_bin());
+            c
+        } else {
+            std::process::Command::new(common::drover_bin())
+        };
+        let log = std::fs::File::create(work.path().join("worker.log")).expect("log");
+        let child = cmd
+            .arg("worker")
+            .args(["--controller", url, "--instance-id", instance])
+            .args(["--slots", "1", "--ping-interval", "300ms", "--work-dir"])
+            .arg(work.path().join("attempts"))
+            .current_dir(work.path())
+            .env("RUST_LOG", "info")
+            .env(
+                "DROVER_WORKER_TOKEN",
+                worker_token(url, instance).expect("token"),
+            )
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("starting drover worker");
+        UnprivilegedWorker { child, _work: work }
+    }
+}
+
+impl Drop for UnprivilegedWorker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_job_cannot_read_its_workers_environment_where_the_token_is() {
+    let dir = TestDir::new();
+    let ctl = Controller::start_with(&dir, "data", &["--max-workers", "0"]);
+    let _worker = UnprivilegedWorker::start(&ctl.url, "unprivileged-1");
+    let id = ctl.submit(&dir.write("environ.jdl", ENVIRON_JOB));
+    let job = ctl.wait_done(&id, Duration::from_secs(30));
+    assert_eq!(job["state"], "succeeded", "{job:#}");
+    ctl.drover(["fetch", &id, "--out", "out"])
+        .expect_ok("fetch");
+    let out = common::read(&dir.join("out").join("out.txt"));
+    let err = common::read(&dir.join("out").join("err.txt"));
+    // It aimed at its worker, and its user may read a dumpable process's
+    // environ: what stops it is the worker's own choice.
+    assert!(
+        out.starts_with("drover\n"),
+        "the job's parent: {out}\n{err}"
+    );
+    assert!(out.contains("sibling:read"), "{out}\n{err}");
+    assert!(
+        out.contains("worker:refused"),
+        "a job read its worker's environ: {out}\n{err}"
+    );
 }
 
 #[test]

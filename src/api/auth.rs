@@ -60,11 +60,15 @@ fn forbidden(message: &str) -> Response {
 /// The middleware (a `route_layer` over the protected routes).
 pub async fn guard(State(c): State<Ctx>, mut req: Request, next: Next) -> Response {
     let Some(token) = bearer(&req) else {
+        crate::metrics::auth_refused("no_token");
         return unauthorized();
     };
     let Some(caller) = c.auth.identify(token) else {
-        // The path only: a token, even a wrong one, never goes to the log.
-        tracing::info!(path = %req.uri().path(), "refused a request with an unknown token");
+        // Counted, and logged at debug only: anyone who can reach the port
+        // could otherwise fill the log. The path only: a token, even a wrong
+        // one, never goes to the log.
+        crate::metrics::auth_refused("unknown_token");
+        tracing::debug!(path = %req.uri().path(), "refused a request with an unknown token");
         return forbidden("this token is not valid for this controller");
     };
     let route = req
@@ -78,6 +82,7 @@ pub async fn guard(State(c): State<Ctx>, mut req: Request, next: Next) -> Respon
             Caller::Worker(_) => is_worker_route(req.method(), &route),
         };
     if !allowed {
+        crate::metrics::auth_refused("wrong_role");
         let message = match caller {
             Caller::Submitter => "this route is for workers: the submit token cannot call it",
             Caller::Worker(_) => "a worker token cannot call the submitter API",

@@ -43,6 +43,7 @@ pub async fn register(
             "register needs a valid instance id and at least one slot",
         ));
     }
+    refuse_terminating_instance(&c, &req.instance).await?;
     let now = c.now();
     let worker = Worker {
         id: WorkerId::new(req.instance.as_str()),
@@ -63,6 +64,32 @@ pub async fn register(
         ping_interval_ms: c.config.ping_interval.as_millis() as u64,
         heartbeat_timeout_ms: c.config.heartbeat_timeout.as_millis() as u64,
     }))
+}
+
+/// A worker whose instance the fleet is terminating may not register again:
+/// its token (which a job on it could have read) must not outlive the
+/// instance's decision to go. Instances the store does not know are let in,
+/// for workers started by hand (see docs/security.md, "Limits").
+async fn refuse_terminating_instance(
+    c: &Ctx,
+    instance: &reconcilers::model::InstanceId,
+) -> Result<(), ApiError> {
+    if is_terminating(&c.store.list_instances().await?, instance) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("instance {instance} is being terminated: its worker may not register"),
+        ));
+    }
+    Ok(())
+}
+
+fn is_terminating(
+    instances: &[reconcilers::model::Instance],
+    id: &reconcilers::model::InstanceId,
+) -> bool {
+    instances
+        .iter()
+        .any(|i| &i.id == id && i.state == reconcilers::model::InstanceState::Terminating)
 }
 
 /// The worker a request speaks for, which must be registered and not lost.
@@ -334,5 +361,35 @@ pub async fn upload_attempt_blob(
             "{blob} of job {id} attempt {attempt}"
         ))),
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod register_tests {
+    use super::is_terminating;
+    use reconcilers::model::{Instance, InstanceId, InstanceState, LaunchKey, Timestamp};
+
+    fn instance(id: &str, state: InstanceState) -> Instance {
+        Instance {
+            id: InstanceId::new(id),
+            launch_key: LaunchKey::new(id),
+            state,
+            launched_at: Timestamp(0),
+            provider_ref: None,
+        }
+    }
+
+    #[test]
+    fn only_an_instance_being_terminated_is_refused_a_registration() {
+        let instances = [
+            instance("up", InstanceState::Running),
+            instance("booting", InstanceState::Launching),
+            instance("going", InstanceState::Terminating),
+        ];
+        assert!(is_terminating(&instances, &InstanceId::new("going")));
+        assert!(!is_terminating(&instances, &InstanceId::new("up")));
+        assert!(!is_terminating(&instances, &InstanceId::new("booting")));
+        // A worker started by hand has no instance record: let in.
+        assert!(!is_terminating(&instances, &InstanceId::new("by-hand")));
     }
 }

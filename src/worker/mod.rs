@@ -78,6 +78,7 @@ impl Held {
 }
 
 pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    hide_from_jobs()?;
     std::fs::create_dir_all(&config.work_dir)
         .with_context(|| format!("creating work folder {}", config.work_dir.display()))?;
     let client = Client::new(&config.controller).with_token(Some(config.token.clone()));
@@ -115,6 +116,19 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
         pinger.abort();
     }
     tracing::info!("worker stopped");
+    Ok(())
+}
+
+/// Jobs run as the worker's user, and a process of the same user may read
+/// another's `/proc/<pid>/environ` and `mem`, or ptrace it: a job could take
+/// the worker's token (`DROVER_WORKER_TOKEN`) and act for every attempt the
+/// worker holds. A process that is not dumpable has its `/proc/<pid>` files
+/// owned by root and cannot be ptraced by its user. The flag is not inherited
+/// across `execve`, so jobs themselves stay ordinary (debuggable) processes.
+fn hide_from_jobs() -> anyhow::Result<()> {
+    #[cfg(target_os = "linux")]
+    nix::sys::prctl::set_dumpable(false)
+        .context("prctl(PR_SET_DUMPABLE, 0): the worker cannot hide its token from its jobs")?;
     Ok(())
 }
 
