@@ -196,6 +196,39 @@ fn a_folder_applies_each_manifest_named_by_jobname_or_file_stem() {
 }
 
 #[test]
+fn get_lists_more_records_than_it_reads_at_once_each_with_its_own_jobs_exit_code() {
+    // More than the controller reads at once (16), each exiting with its own code,
+    // so a record shown with another's job would show the wrong code.
+    let dir = TestDir::new();
+    let count = 20;
+    for i in 0..count {
+        dir.write(
+            &format!("many/r{i:02}.jdl"),
+            &format!(
+                "[ Executable = \"/bin/sh\"; Arguments = \"-c 'exit {}'\"; RetryCount = 0; \
+                 ShallowRetryCount = 0; ]\n",
+                i % 5
+            ),
+        );
+    }
+    let ctl = Controller::start(&dir);
+    ctl.drover(["apply", "-f", "many"]).expect_ok("apply");
+    let listed = ctl.drover(["get", "--json"]).expect_ok("get").json();
+    let records = listed.as_array().expect("a list");
+    assert_eq!(records.len(), count, "{listed:#}");
+    for r in records {
+        ctl.wait_done(r["job"].as_str().unwrap(), WITHIN);
+    }
+    let listed = ctl.drover(["get", "--json"]).expect_ok("get").json();
+    for (i, r) in listed.as_array().unwrap().iter().enumerate() {
+        assert_eq!(r["name"], format!("r{i:02}"), "in name order: {listed:#}");
+        assert_eq!(r["exit_code"], i % 5, "{r:#}");
+        let want = if i % 5 == 0 { "succeeded" } else { "failed" };
+        assert_eq!(r["state"], want, "{r:#}");
+    }
+}
+
+#[test]
 fn bad_manifests_are_refused_before_anything_is_sent() {
     // No controller at all: these are caught on the client.
     let dir = TestDir::new();
