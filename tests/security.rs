@@ -625,6 +625,46 @@ fn long_polls_and_uploads_that_keep_moving_outlive_the_slow_client_limits() {
 // Hostile JDL through the real binary
 // ---------------------------------------------------------------------------
 
+/// A job whose output (48 MB of random bytes) is larger than the loopback
+/// socket buffers: a client that stops reading it leaves the download stuck.
+const BIG_OUTPUT_JOB: &str = r#"[
+  Executable = "/bin/sh";
+  Arguments = "-c 'head -c 48000000 /dev/urandom > big.bin'";
+  OutputSandbox = {"big.bin"};
+]
+"#;
+
+#[test]
+fn a_download_nobody_reads_does_not_hold_the_controllers_shutdown() {
+    let dir = TestDir::new();
+    let mut ctl = Controller::start(&dir);
+    let id = ctl.submit(&dir.write("big.jdl", BIG_OUTPUT_JOB));
+    let job = ctl.wait_done(&id, Duration::from_secs(60));
+    assert_eq!(job["state"], "succeeded", "{job:#}");
+    let mut stream = connect(&ctl.url);
+    let token = submit_token(&ctl.url).expect("submit token");
+    write!(
+        stream,
+        "GET /v1/jobs/{id}/output HTTP/1.1\r\nHost: drover\r\nAuthorization: Bearer {token}\r\n\r\n"
+    )
+    .expect("request");
+    let mut first = [0u8; 12];
+    stream.read_exact(&mut first).expect("the answer starts");
+    assert_eq!(
+        &first,
+        b"HTTP/1.1 200",
+        "{}",
+        String::from_utf8_lossy(&first)
+    );
+    // Never read further: the controller's writes block. It must still stop
+    // (after its drain timeout), not wait for this client forever.
+    ctl.stop(Duration::from_secs(40))
+        .expect("the controller stopped");
+    let log = ctl.log_text();
+    assert!(log.contains("still in flight"), "{log}");
+    drop(stream);
+}
+
 #[test]
 fn hostile_jdl_files_are_refused_with_an_error_never_a_panic() {
     let dir = TestDir::new();

@@ -6,6 +6,11 @@
 //!
 //! Neither limit bounds how long a request lasts: long polls (`/wait`,
 //! `/assignments`) and large uploads that keep moving are untouched.
+//!
+//! Two bounds on the whole server: at most `MAX_CONNECTIONS` connections at
+//! once (more wait in the listen backlog instead of taking a task and buffers
+//! each), and a shutdown waits at most `DRAIN_TIMEOUT` for the requests in
+//! flight (a client that stopped reading a download must not hold a restart).
 
 use axum::{body::Body, extract::Request, Router};
 use hyper::body::Incoming;
@@ -13,8 +18,8 @@ use hyper_util::{
     rt::{TokioIo, TokioTimer},
     server::graceful::GracefulShutdown,
 };
-use std::time::Duration;
-use tokio::net::TcpListener;
+use std::{sync::Arc, time::Duration};
+use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 use tower_http::timeout::TimeoutBody;
@@ -26,8 +31,17 @@ pub struct SlowClientLimits {
     pub body_idle_timeout: Duration,
 }
 
+/// Connections served at once. Each worker keeps one or two (a long poll and
+/// its reports), each CLI one: thousands of workers fit, a flood of idle
+/// sockets does not take the controller's memory and file descriptors.
+pub const MAX_CONNECTIONS: usize = 8192;
+
+/// How long a shutdown waits for the requests in flight before it drops them.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Serves `app` on `listener` until `stop` is cancelled, then lets the requests
-/// in flight finish (connections close after their current response).
+/// in flight finish (connections close after their current response), for at
+/// most `DRAIN_TIMEOUT`.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
@@ -35,7 +49,16 @@ pub async fn serve(
     stop: CancellationToken,
 ) {
     let graceful = GracefulShutdown::new();
+    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
+        // At the cap, stop accepting: new clients wait in the backlog.
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break, // never closed
+            },
+            _ = stop.cancelled() => break,
+        };
         let (socket, _peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -63,10 +86,18 @@ pub async fn serve(
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
+            drop(permit);
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "shutting down with requests still in flight after {DRAIN_TIMEOUT:?} (a client not reading its answer?): they are dropped"
+        );
+    }
 }
 
 /// Whether a blob upload failed because its body paused past
