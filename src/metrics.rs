@@ -465,8 +465,43 @@ fn entered_state_at(j: &Job) -> Option<Timestamp> {
     }
 }
 
-/// When the fleet loop last counted instance time, to add only what passed since.
-static LAST_INSTANCE_COUNT: Mutex<Option<Timestamp>> = Mutex::new(None);
+/// Instance time counted so far: the time up to which it was counted. Only the
+/// leader counts (its fleet loop reads the instance records), so the count is
+/// forgotten when leadership ends: a controller that leads again later counts
+/// from then, not the time it followed, which the other leader counted.
+#[derive(Default)]
+struct InstanceClock {
+    counted_to: Option<Timestamp>,
+}
+
+impl InstanceClock {
+    /// The instance-seconds of `billed` instances since the last count, in whole
+    /// seconds (the remainder waits for the next count); 0 on the first count.
+    fn count(&mut self, billed: u64, now: Timestamp) -> u64 {
+        let Some(prev) = self.counted_to else {
+            self.counted_to = Some(now);
+            return 0;
+        };
+        let secs = now.since(prev) / 1000;
+        if secs > 0 {
+            self.counted_to = Some(prev.plus_ms(secs * 1000));
+        }
+        secs * billed
+    }
+}
+
+static INSTANCE_CLOCK: Mutex<InstanceClock> = Mutex::new(InstanceClock { counted_to: None });
+
+fn instance_clock() -> std::sync::MutexGuard<'static, InstanceClock> {
+    INSTANCE_CLOCK
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Leadership ended (or began anew): the next count starts from its own tick.
+pub fn instance_count_reset() {
+    *instance_clock() = InstanceClock::default();
+}
 
 /// After the fleet loop read the instance records: the gauge by state, and the
 /// instance time since the last tick (the cost proxy: launching and running
@@ -485,18 +520,9 @@ pub fn instances_observed(instances: &[Instance], now: Timestamp) {
         .iter()
         .filter(|i| i.state != InstanceState::Terminating)
         .count() as u64;
-    let mut last = LAST_INSTANCE_COUNT
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(prev) = *last {
-        // Whole seconds only; the remainder waits for the next tick.
-        let secs = now.since(prev) / 1000;
-        if secs > 0 {
-            m.instance_seconds.inc_by(secs * billed);
-            *last = Some(prev.plus_ms(secs * 1000));
-        }
-    } else {
-        *last = Some(now);
+    let secs = instance_clock().count(billed, now);
+    if secs > 0 {
+        m.instance_seconds.inc_by(secs);
     }
 }
 
@@ -631,5 +657,30 @@ mod tests {
         assert_eq!(kind_label(&msg), "unknown");
         let ping = Message::parse(br#"{"type": "job_submitted", "job": "j1"}"#);
         assert_eq!(kind_label(&ping), "job_submitted");
+    }
+
+    #[test]
+    fn instance_time_is_counted_once_and_not_for_the_time_a_controller_followed() {
+        let mut clock = InstanceClock::default();
+        assert_eq!(
+            clock.count(3, Timestamp(10_000)),
+            0,
+            "the first tick starts the count"
+        );
+        assert_eq!(
+            clock.count(3, Timestamp(12_500)),
+            6,
+            "2 whole seconds of 3 instances"
+        );
+        assert_eq!(
+            clock.count(3, Timestamp(13_000)),
+            3,
+            "the half second left over counts now"
+        );
+        // Leadership ends; another controller counts the next minute. This one
+        // leads again: it counts from its first tick, not the minute it followed.
+        clock = InstanceClock::default();
+        assert_eq!(clock.count(3, Timestamp(73_000)), 0);
+        assert_eq!(clock.count(3, Timestamp(74_000)), 3);
     }
 }

@@ -150,6 +150,9 @@ on_both_stores!(
     a_released_lease_is_taken_at_once_and_a_stale_release_changes_nothing,
     a_deposed_leaders_fenced_writes_are_refused_and_change_nothing,
     announced_controllers_are_listed_until_they_expire_and_a_restart_replaces_its_entry,
+    a_leaders_update_jobs_across_transactions_answers_each_write_in_order,
+    controllers_gone_for_a_day_are_forgotten,
+    a_controller_stopping_is_not_counted_by_the_next_one_to_stop,
 );
 
 // ---------------------------------------------------------------------------

@@ -58,7 +58,12 @@ impl Leadership {
     pub fn store(&self) -> Option<Arc<dyn Store>> {
         let state = self.lock();
         let leading = state.leading.as_ref()?;
-        (Instant::now() < leading.until).then(|| leading.store.clone())
+        let store = (Instant::now() < leading.until).then(|| leading.store.clone());
+        if store.is_none() {
+            // Reconciling stopped: what happens until it resumes is not ours to count.
+            crate::metrics::instance_count_reset();
+        }
+        store
     }
 
     pub fn fence(&self) -> Option<Fence> {
@@ -84,6 +89,7 @@ impl Leadership {
     pub fn step_down(&self) -> Option<Fence> {
         let leading = self.lock().leading.take()?;
         crate::metrics::METRICS.leader.set(0);
+        crate::metrics::instance_count_reset();
         Some(leading.fence)
     }
 }
@@ -165,6 +171,7 @@ pub async fn renew(c: &Controller) -> anyhow::Result<Duration> {
             was != Some(lease.token)
         } else {
             if state.leading.take().is_some() {
+                crate::metrics::instance_count_reset();
                 tracing::warn!(leader = %lease.holder, address = %lease.address, token = lease.token, "lost the leader lease: reconciling stops");
             }
             false
@@ -177,22 +184,68 @@ pub async fn renew(c: &Controller) -> anyhow::Result<Duration> {
     Ok(next_try(&lease, mine, c.now(), lease_time))
 }
 
-/// Whether another controller of the store is alive now, asked afresh: only
-/// one that announced itself within the last half lease counts (a live one
-/// does every third of it), not one that died a moment ago and whose entry
-/// has not expired yet.
+/// At shutdown, after the loops stopped: withdraws this controller from the list
+/// and tells whether another one is alive, asked afresh. Only one that announced
+/// itself within the last half lease counts (a live one does every third of
+/// it), not one that died a moment ago and whose entry has not expired yet.
+///
+/// The entry is rewritten to expire at the probe's time, so no later probe (of
+/// another controller stopping too) counts this one: of two controllers
+/// stopped together, at least one sees the other gone and stops the workers.
 pub async fn others_alive(c: &Controller) -> bool {
     let ms = c.config.leader_lease.as_millis() as u64;
     let probe = reconcilers::model::Timestamp(c.now().0 + ms / 2);
     let fresh = c
         .store
-        .announce_controller(&c.leadership.holder, &c.address, probe, ms / 2)
+        .announce_controller(&c.leadership.holder, &c.address, probe, 0)
         .await;
     let list = fresh.unwrap_or_else(|e| {
         tracing::warn!(error = %e, "listing the other controllers; using the last list");
         c.leadership.controllers()
     });
     list.iter().any(|a| *a != c.address)
+}
+
+/// The lease for the last controller to stop the workers with: taken or renewed
+/// now. Held by another controller, which is then stopping too (it no longer
+/// announces itself) or dead: waited for until it expires or is released, at
+/// most a lease time; renewed meanwhile, its holder is alive and the workers
+/// are left to it (`None`), as they are if the store does not answer.
+pub async fn lease_for_last_stop(c: &Controller) -> Option<(Fence, Arc<dyn Store>)> {
+    let lease_time = c.config.leader_lease;
+    let ms = lease_time.as_millis() as u64;
+    let holder = &c.leadership.holder;
+    let deadline = Instant::now() + lease_time + lease_time / 5;
+    let mut seen: Option<Lease> = None;
+    loop {
+        let wait = match c.store.acquire_lease(holder, &c.address, c.now(), ms).await {
+            Ok(lease) if lease.holder == *holder => {
+                let fence = lease.fence();
+                return Some((fence.clone(), c.store.fenced(fence)));
+            }
+            Ok(lease) => {
+                let renewed = seen
+                    .as_ref()
+                    .is_some_and(|s| s.holder == lease.holder && lease.expires_at > s.expires_at);
+                if renewed {
+                    tracing::warn!(leader = %lease.holder, "the leader renews its lease without announcing itself: leaving the workers to it");
+                    return None;
+                }
+                let wait = next_try(&lease, false, c.now(), lease_time);
+                seen = Some(lease);
+                wait
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "taking the leader lease to stop the workers");
+                (lease_time / 10).max(Duration::from_millis(50))
+            }
+        };
+        if Instant::now() + wait > deadline {
+            tracing::warn!("no lease to stop the workers with: leaving them running");
+            return None;
+        }
+        tokio::time::sleep(wait).await;
+    }
 }
 
 /// When to look again: a leader renews every third of the lease; a follower
@@ -213,6 +266,8 @@ fn next_try(
 
 async fn became_leader(c: &Controller, lease: &Lease) {
     tracing::info!(holder = %lease.holder, token = lease.token, "this controller leads: it runs the reconcilers");
+    // Instance time is counted from this leadership's first fleet tick.
+    crate::metrics::instance_count_reset();
     // The configuration is the desired fleet shape: the leader's is the one.
     if let Some(store) = c.leadership.store() {
         if let Err(e) = store.put_fleet_settings(&c.config.fleet).await {

@@ -140,23 +140,25 @@ impl RunningController {
         c.stopping.cancel();
         while self.loops.join_next().await.is_some() {}
         // The workers belong to the cluster, not to this controller: they are
-        // stopped only by its last controller. A leader with others alive hands
-        // the lease over at once instead; a follower leaves everything as it is.
-        let leading = c.leadership.store();
-        let others = leading.is_some() && leader::others_alive(c).await;
-        match leading {
-            Some(store) if !others => {
-                if let Err(e) = fleet::terminate_all(c, store.as_ref()).await {
-                    tracing::warn!(error = %format!("{e:#}"), "stopping workers at shutdown");
+        // stopped by the last controller to go, whether or not it leads now (a
+        // lease that lapsed is taken again for it). Any other controller leaves
+        // them running, and hands the lease over at once if it holds it.
+        if leader::others_alive(c).await {
+            if let Some(fence) = c.leadership.step_down() {
+                tracing::info!("handing the leader lease over to the other controllers");
+                if let Err(e) = c.store.release_lease(&fence).await {
+                    tracing::warn!(error = %e, "releasing the leader lease");
                 }
             }
-            _ => {
-                if let Some(fence) = c.leadership.step_down() {
-                    tracing::info!("handing the leader lease over to the other controllers");
-                    if let Err(e) = c.store.release_lease(&fence).await {
-                        tracing::warn!(error = %e, "releasing the leader lease");
-                    }
-                }
+        } else if let Some((fence, store)) = leader::lease_for_last_stop(c).await {
+            tracing::info!("the last controller of the store: stopping the workers");
+            if let Err(e) = fleet::terminate_all(c, store.as_ref()).await {
+                tracing::warn!(error = %format!("{e:#}"), "stopping workers at shutdown");
+            }
+            c.leadership.step_down();
+            // Nothing is left to lead: a controller started next leads at once.
+            if let Err(e) = c.store.release_lease(&fence).await {
+                tracing::warn!(error = %e, "releasing the leader lease");
             }
         }
         if let Err(e) = c.heartbeats.flush(c.store.as_ref()).await {

@@ -5,9 +5,10 @@
 //! Every change of a job is one conditional PutItem on its version (a stale
 //! decision is refused, never applied); heartbeats, the one kind of monotonic
 //! data, go in BatchWriteItem batches of 25; every Query and Scan follows its
-//! pages to the end.
+//! pages to the end. The leader's reconciler writes are the same writes inside
+//! transactions that check its lease (`writes.rs`).
 
-mod fenced;
+mod conflicts;
 mod fleet;
 mod items;
 mod jobs;
@@ -16,6 +17,7 @@ mod paging;
 mod records;
 mod tables;
 mod workers;
+mod writes;
 
 use super::{Fence, Heartbeat, JobFilter, Lease, Store, StoreResult};
 use async_trait::async_trait;
@@ -56,6 +58,9 @@ pub struct DynamoStore {
     /// transactions that check the lease (`lease.rs`). Job creation, worker
     /// registration and heartbeats come from the API and are never fenced.
     fence: Option<Arc<Fence>>,
+    /// Held while a fenced transaction is sent: all of them check the lease
+    /// item, and two open at once would cancel each other (`writes.rs`).
+    tx_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl DynamoStore {
@@ -95,6 +100,7 @@ impl DynamoStore {
             page_size: None,
             beats: Arc::default(),
             fence: None,
+            tx_lock: Arc::default(),
         }
     }
 

@@ -244,3 +244,116 @@ fn instance(id: &str) -> Instance {
         provider_ref: None,
     }
 }
+
+/// The leader's `update_jobs` goes in transactions of several jobs (DynamoDB):
+/// 130 writes cross several of them, and a write refused by its own condition
+/// (a stale version, an unknown job, the same job twice) is answered on its
+/// own while the others land, each result in the order asked.
+pub async fn a_leaders_update_jobs_across_transactions_answers_each_write_in_order(f: Fixture) {
+    let lease = f
+        .store
+        .acquire_lease("a", "http://a", Timestamp(100), LEASE_MS)
+        .await
+        .unwrap();
+    let leader = f.store.fenced(lease.fence());
+    let jobs: Vec<Job> = (0..120)
+        .map(|i| job(&format!("j-{i:03}"), JobState::Queued, i))
+        .collect();
+    create_all(f.store.as_ref(), &jobs).await;
+    let mut stale = jobs[7].clone();
+    stale.version = 5;
+    let mut writes: Vec<Job> = jobs.clone();
+    writes[7] = stale;
+    writes.extend((0..10).map(|i| job(&format!("j-none-{i}"), JobState::Queued, 1)));
+    // Twice from the version read: the first lands, the second is stale (one
+    // is in an earlier transaction, one would be in the same one).
+    writes.push(jobs[3].clone());
+    writes.push(jobs[100].clone());
+    let results = leader.update_jobs(&writes).await.unwrap();
+    assert_eq!(results.len(), 132);
+    for (i, result) in results.iter().enumerate() {
+        match i {
+            7 | 130 | 131 => assert!(
+                matches!(result, Err(StoreError::Conflict { .. })),
+                "{i}: {result:?}"
+            ),
+            120..=129 => assert!(
+                matches!(result, Err(StoreError::NotFound(_))),
+                "{i}: {result:?}"
+            ),
+            _ => assert_eq!(result.as_ref().ok(), Some(&1), "{i}: {result:?}"),
+        }
+    }
+    let active = f.store.active_jobs().await.unwrap();
+    let written = active.iter().filter(|j| j.version == 1).count();
+    assert_eq!(
+        (active.len(), written),
+        (120, 119),
+        "all but the stale write"
+    );
+}
+
+/// A controller's entry expired for a day is deleted (a controller whose data
+/// folder does not persist gets a new name at each start: the list must not
+/// grow for ever); one expired for less stays.
+pub async fn controllers_gone_for_a_day_are_forgotten(f: Fixture) {
+    const DAY: u64 = 24 * 3600 * 1000;
+    let other = f.another_controller();
+    f.store
+        .announce_controller("gone", "http://gone", Timestamp(1_000), LEASE_MS)
+        .await
+        .unwrap();
+    f.store
+        .announce_controller("recent", "http://recent", Timestamp(2_000), LEASE_MS)
+        .await
+        .unwrap();
+    assert_eq!(f.item_count("settings").await.unwrap_or(2), 2);
+    // "gone" expired at 2,000 and "recent" at 3,000: a day after 2,500, only
+    // the first has been gone for a day.
+    let seen = other
+        .announce_controller("b", "http://b", Timestamp(2_500 + DAY), LEASE_MS)
+        .await
+        .unwrap();
+    assert_eq!(seen, ["http://b"]);
+    assert_eq!(
+        f.item_count("settings").await.unwrap_or(2),
+        2,
+        "b and recent"
+    );
+    // Forgotten, not merely hidden: a probe from before its expiry misses it.
+    let seen = other
+        .announce_controller("b", "http://b", Timestamp(1_500), LEASE_MS)
+        .await
+        .unwrap();
+    assert_eq!(seen, ["http://b", "http://recent"]);
+}
+
+/// At shutdown a controller rewrites its entry to expire at its probe (half a
+/// lease ahead, duration 0): it does not count itself, and another controller
+/// stopping next does not count it either, so that one is the last and stops
+/// the workers.
+pub async fn a_controller_stopping_is_not_counted_by_the_next_one_to_stop(f: Fixture) {
+    let other = f.another_controller();
+    let half = LEASE_MS / 2;
+    f.store
+        .announce_controller("a", "http://a", Timestamp(1_000), LEASE_MS)
+        .await
+        .unwrap();
+    other
+        .announce_controller("b", "http://b", Timestamp(1_200), LEASE_MS)
+        .await
+        .unwrap();
+    // a stops: b announced within the last half lease, so a is not the last.
+    let seen = f
+        .store
+        .announce_controller("a", "http://a", Timestamp(1_300 + half), 0)
+        .await
+        .unwrap();
+    assert_eq!(seen, ["http://b"]);
+    // b stops a moment later: a is gone, b is the last.
+    let seen = other
+        .announce_controller("b", "http://b", Timestamp(1_400 + half), 0)
+        .await
+        .unwrap();
+    assert!(seen.is_empty(), "{seen:?}");
+}

@@ -1,63 +1,51 @@
 //! Instances (one item each, keyed by instance id) and the fleet settings (one
 //! item in the settings table): plain items, written whole and unconditionally,
-//! as the SQLite store writes them.
+//! as the SQLite store writes them (in the leader's fenced view, inside its
+//! lease-checking transaction: `writes.rs`).
 
-use super::items::{decode, encode, s, Item, FLEET_SETTINGS, SETTINGS_KEY};
-use super::paging::{backend, corrupt};
+use super::items::{encode, s, Item, FLEET_SETTINGS, SETTINGS_KEY};
+use super::paging::corrupt;
+use super::writes::Write;
 use super::DynamoStore;
 use crate::store::StoreResult;
+use aws_sdk_dynamodb::types::{Delete, Put};
 use reconcilers::model::{FleetSettings, Instance, InstanceId};
 use std::collections::HashMap;
 
 impl DynamoStore {
-    pub(super) async fn put_instance_item(&self, instance: &Instance) -> StoreResult<()> {
-        if let Some(fence) = &self.fence {
-            return self.fenced_put_instance(fence, instance).await;
-        }
-        let context = format!(
-            "recording instance {} in table {}",
-            instance.id, self.tables.instances
-        );
-        let item = encode(instance).map_err(|e| corrupt(&context, e))?;
-        self.client
-            .put_item()
-            .table_name(&self.tables.instances)
+    /// Writes `item` whole into `table`.
+    async fn put_whole(&self, table: &str, item: Item, context: &str) -> StoreResult<()> {
+        let put = Put::builder()
+            .table_name(table)
             .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| backend(&context, e))?;
-        Ok(())
+            .build()
+            .map_err(|e| corrupt(context, e))?;
+        self.send(Write::Put(put), context).await.map(drop)
+    }
+
+    pub(super) async fn put_instance_item(&self, instance: &Instance) -> StoreResult<()> {
+        let table = &self.tables.instances;
+        let context = format!("recording instance {} in table {table}", instance.id);
+        let item = encode(instance).map_err(|e| corrupt(&context, e))?;
+        self.put_whole(table, item, &context).await
     }
 
     pub(super) async fn read_instances(&self) -> StoreResult<Vec<Instance>> {
-        let context = format!("listing instances in table {}", self.tables.instances);
-        let scan = self
-            .client
-            .scan()
-            .table_name(&self.tables.instances)
-            .consistent_read(true);
-        let items = self.scan_all(scan, &context).await?;
-        let mut instances = items
-            .iter()
-            .map(|item| decode(item).map_err(|e| corrupt(&context, e)))
-            .collect::<StoreResult<Vec<Instance>>>()?;
-        instances.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(instances)
+        let table = &self.tables.instances;
+        let context = format!("listing instances in table {table}");
+        self.scan_decoded(table, &context, |i: &Instance| i.id.clone())
+            .await
     }
 
     pub(super) async fn remove_instance(&self, id: &InstanceId) -> StoreResult<()> {
-        if let Some(fence) = &self.fence {
-            return self.fenced_remove_instance(fence, id).await;
-        }
-        let context = format!("deleting instance {id} in table {}", self.tables.instances);
-        self.client
-            .delete_item()
-            .table_name(&self.tables.instances)
+        let table = &self.tables.instances;
+        let context = format!("deleting instance {id} in table {table}");
+        let delete = Delete::builder()
+            .table_name(table)
             .key("id", s(id.as_str()))
-            .send()
-            .await
-            .map_err(|e| backend(&context, e))?;
-        Ok(())
+            .build()
+            .map_err(|e| corrupt(&context, e))?;
+        self.send(Write::Delete(delete), &context).await.map(drop)
     }
 
     fn settings_key() -> Item {
@@ -65,39 +53,20 @@ impl DynamoStore {
     }
 
     pub(super) async fn read_fleet_settings(&self) -> StoreResult<Option<FleetSettings>> {
-        let context = format!("reading fleet settings in table {}", self.tables.settings);
-        let answer = self
-            .client
-            .get_item()
-            .table_name(&self.tables.settings)
-            .set_key(Some(Self::settings_key()))
-            .consistent_read(true)
-            .send()
+        let table = &self.tables.settings;
+        let context = format!("reading fleet settings in table {table}");
+        self.get_decoded(table, Self::settings_key(), &context)
             .await
-            .map_err(|e| backend(&context, e))?;
-        answer
-            .item
-            .map(|item| decode(&item).map_err(|e| corrupt(&context, e)))
-            .transpose()
     }
 
     pub(super) async fn put_fleet_settings_item(
         &self,
         settings: &FleetSettings,
     ) -> StoreResult<()> {
-        if let Some(fence) = &self.fence {
-            return self.fenced_put_fleet_settings(fence, settings).await;
-        }
-        let context = format!("writing fleet settings in table {}", self.tables.settings);
+        let table = &self.tables.settings;
+        let context = format!("writing fleet settings in table {table}");
         let mut item = encode(settings).map_err(|e| corrupt(&context, e))?;
         item.extend(Self::settings_key());
-        self.client
-            .put_item()
-            .table_name(&self.tables.settings)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| backend(&context, e))?;
-        Ok(())
+        self.put_whole(table, item, &context).await
     }
 }

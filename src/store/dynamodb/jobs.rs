@@ -7,10 +7,11 @@ use super::items::{
     ACTIVE_INDEX, ACTIVE_PK, SHARDS, STATE_INDEX, STATE_PK, STATE_SK, WORKER_INDEX, WORKER_PK,
 };
 use super::paging::{backend, concurrently, corrupt, IN_FLIGHT};
+use super::writes::{Write, Written};
 use super::DynamoStore;
 use crate::store::{JobFilter, StoreError, StoreResult};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
+use aws_sdk_dynamodb::types::{Delete, Put, ReturnValuesOnConditionCheckFailure};
 use futures::{stream, StreamExt};
 use reconcilers::model::{Job, JobId, JobState, Timestamp, WorkerId};
 use std::collections::{HashMap, VecDeque};
@@ -50,29 +51,15 @@ impl DynamoStore {
 
     pub(super) async fn read_job(&self, id: &JobId) -> StoreResult<Option<Job>> {
         let context = format!("reading job {id} in table {}", self.tables.jobs);
-        let answer = self
-            .client
-            .get_item()
-            .table_name(&self.tables.jobs)
-            .set_key(Some(job_key(id)))
-            .consistent_read(true)
-            .send()
+        self.get_decoded(&self.tables.jobs, job_key(id), &context)
             .await
-            .map_err(|e| backend(&context, e))?;
-        answer
-            .item
-            .map(|item| self.decode_job(&item, &format!("reading job {id}")))
-            .transpose()
     }
 
-    /// Replaces the job's item if its stored version is still `job.version`. The
-    /// refused write returns the stored item (ALL_OLD), which tells a job that
-    /// changed (`Conflict`) from one that does not exist (`NotFound`) without a
-    /// second read.
-    pub(super) async fn write_job(&self, job: &Job) -> StoreResult<u64> {
-        if let Some(fence) = &self.fence {
-            return self.fenced_write_job(fence, job).await;
-        }
+    /// The write of `job`'s next version, if its stored version is still
+    /// `job.version`. A refused write returns the stored item (ALL_OLD), which
+    /// tells a job that changed (`Conflict`) from one that does not exist
+    /// (`NotFound`) without a second read.
+    fn job_write(&self, job: &Job) -> StoreResult<(Write, u64)> {
         let context = format!("updating job {} in table {}", job.id, self.tables.jobs);
         let next = job
             .version
@@ -81,53 +68,54 @@ impl DynamoStore {
         let mut stored = job.clone();
         stored.version = next;
         let item = job_item(&stored).map_err(|e| corrupt(&context, e))?;
-        let answer = self
-            .client
-            .put_item()
+        let put = Put::builder()
             .table_name(&self.tables.jobs)
             .set_item(Some(item))
             .condition_expression("#version = :expected")
             .expression_attribute_names("#version", "version")
             .expression_attribute_values(":expected", n(job.version))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match answer {
-            Ok(_) => Ok(next),
-            Err(e) => match e.as_service_error() {
-                Some(PutItemError::ConditionalCheckFailedException(refused)) => {
-                    let (id, expected) = (job.id.clone(), job.version);
-                    Err(match refused.item() {
-                        Some(old) if !old.is_empty() => StoreError::Conflict { job: id, expected },
-                        _ => StoreError::NotFound(id),
-                    })
-                }
-                _ => Err(backend(&context, e)),
-            },
-        }
+            .build()
+            .map_err(|e| corrupt(&context, e))?;
+        Ok((Write::Put(put), next))
     }
 
-    /// DynamoDB has no transaction that lets some of its writes fail: each write is
-    /// its own conditional PutItem, 16 in flight, and each result is reported in
-    /// the order of `jobs` (a write that failed for another reason is a `Backend`
-    /// entry; the writes around it stand).
+    pub(super) async fn write_job(&self, job: &Job) -> StoreResult<u64> {
+        let (write, next) = self.job_write(job)?;
+        let context = format!("updating job {} in table {}", job.id, self.tables.jobs);
+        job_written(job, next, self.send(write, &context).await)
+    }
+
+    /// Plain: each write is its own conditional PutItem, 16 in flight (DynamoDB
+    /// has no transaction that lets some of its writes fail). Fenced: the writes
+    /// go in transactions of several jobs each, one at a time (`writes.rs`).
+    /// Either way each result is reported in the order of `jobs` (a write that
+    /// failed for another reason is a `Backend` entry; the writes around it stand).
     pub(super) async fn write_jobs(&self, jobs: &[Job]) -> StoreResult<Vec<StoreResult<u64>>> {
-        let writes: Vec<_> = (jobs.iter().enumerate())
-            .map(|(i, job)| async move { (i, self.write_job(job).await) })
-            .collect();
-        let mut results: Vec<(usize, StoreResult<u64>)> = stream::iter(writes)
-            .buffer_unordered(IN_FLIGHT)
-            .collect()
-            .await;
-        results.sort_by_key(|(i, _)| *i);
-        // A leader fenced off is refused as a whole, as SQLite refuses the batch.
-        if let Some(token) = results.iter().find_map(|(_, r)| match r {
-            Err(StoreError::Fenced { token }) => Some(*token),
-            _ => None,
-        }) {
-            return Err(StoreError::Fenced { token });
+        let Some(fence) = &self.fence else {
+            let writes: Vec<_> = (jobs.iter().enumerate())
+                .map(|(i, job)| async move { (i, self.write_job(job).await) })
+                .collect();
+            let mut results: Vec<(usize, StoreResult<u64>)> = stream::iter(writes)
+                .buffer_unordered(IN_FLIGHT)
+                .collect()
+                .await;
+            results.sort_by_key(|(i, _)| *i);
+            return Ok(results.into_iter().map(|(_, r)| r).collect());
+        };
+        let mut writes = Vec::with_capacity(jobs.len());
+        let mut versions = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let (write, next) = self.job_write(job)?;
+            writes.push(write);
+            versions.push(next);
         }
-        Ok(results.into_iter().map(|(_, r)| r).collect())
+        let context = format!("updating {} jobs in table {}", jobs.len(), self.tables.jobs);
+        // A leader fenced off is refused as a whole, as SQLite refuses the batch.
+        let outcomes = self.send_all(fence, writes, &context).await?;
+        Ok((jobs.iter().zip(versions).zip(outcomes))
+            .map(|((job, next), outcome)| job_written(job, next, outcome))
+            .collect())
     }
 
     /// Every shard of the active index, queried concurrently, each page by page.
@@ -376,33 +364,32 @@ impl DynamoStore {
         id: JobId,
         before: Timestamp,
     ) -> StoreResult<Option<JobId>> {
-        if let Some(fence) = &self.fence {
-            return self.fenced_delete_if_abandoned(fence, id, before).await;
-        }
-        let answer = self
-            .client
-            .delete_item()
+        let context = format!("deleting abandoned job {id} in table {}", self.tables.jobs);
+        let delete = Delete::builder()
             .table_name(&self.tables.jobs)
             .set_key(Some(job_key(&id)))
             .condition_expression("#state = :created AND created_at < :before")
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":created", s(JobState::Created.as_str()))
             .expression_attribute_values(":before", n(before.0))
-            .send()
-            .await;
-        match answer {
-            Ok(_) => Ok(Some(id)),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(backend(
-                format!("deleting abandoned job {id} in table {}", self.tables.jobs),
-                e,
-            )),
+            .build()
+            .map_err(|e| corrupt(&context, e))?;
+        match self.send(Write::Delete(delete), &context).await? {
+            Written::Yes => Ok(Some(id)),
+            // No longer abandoned (or gone): not deleted, not an error.
+            Written::ConditionFailed(_) => Ok(None),
         }
+    }
+}
+
+/// The version written, or why not: the stored item returned by a refused write
+/// tells a job that changed from one that does not exist.
+fn job_written(job: &Job, next: u64, outcome: StoreResult<Written>) -> StoreResult<u64> {
+    let (id, expected) = (job.id.clone(), job.version);
+    match outcome? {
+        Written::Yes => Ok(next),
+        Written::ConditionFailed(Some(_)) => Err(StoreError::Conflict { job: id, expected }),
+        Written::ConditionFailed(None) => Err(StoreError::NotFound(id)),
     }
 }
 

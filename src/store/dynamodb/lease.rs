@@ -1,37 +1,28 @@
 //! The leader lease and the list of controllers, as items of the settings table
-//! (`name = "leader"`, `name = "controller#<holder>"`), and the fenced writes.
+//! (`name = "leader"`, `name = "controller#<holder>"`).
 //!
 //! Taking the lease is a read, the decision (`Lease::next`), then one PutItem
 //! conditional on the item being exactly as read: of two controllers racing for
-//! it, one write lands and the other is refused and reads the winner.
-//!
-//! A fenced write is a TransactWriteItems of two items: a ConditionCheck that the
-//! lease's token is still the leader's, and the write itself. DynamoDB charges a
-//! transaction twice the capacity of plain writes, for both items: a fenced write
-//! costs about 4 WCU where the plain one cost 1 (docs/aws-dynamodb.md).
+//! it, one write lands and the other is refused and reads the winner. The
+//! leader's fenced writes check this item in their transactions (`writes.rs`):
+//! a renewal that meets one of them is sent again (`conflicts.rs`).
 
 use super::items::{n, s, Item, SETTINGS_KEY};
-use super::paging::{backend, corrupt};
+use super::paging::corrupt;
+use super::writes::{leader_key, Write, Written};
 use super::DynamoStore;
-use crate::store::{Fence, Lease, StoreError, StoreResult};
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{ConditionCheck, TransactWriteItem};
+use crate::store::{Fence, Lease, StoreResult};
+use aws_sdk_dynamodb::types::{Delete, Put, Update};
 use reconcilers::model::Timestamp;
 use std::collections::HashMap;
 
-const LEADER: &str = "leader";
 const CONTROLLER_PREFIX: &str = "controller#";
 /// Not `expires_at`: that name is a TTL attribute elsewhere, in seconds.
 const UNTIL: &str = "until_ms";
-
-/// How a fenced transaction failed.
-pub(super) enum Refusal {
-    /// The lease moved on.
-    Fenced,
-    /// The write's own condition failed (the lease was still ours).
-    Condition,
-}
+/// A controller's entry expired this long ago is deleted (as SQLite does): one
+/// that never comes back (a data folder that did not persist gets a new name)
+/// does not stay for ever, and a day keeps the list readable by hand.
+const FORGET_AFTER_MS: u64 = 24 * 3600 * 1000;
 
 fn key(name: &str) -> Item {
     HashMap::from([(SETTINGS_KEY.to_string(), s(name))])
@@ -61,7 +52,7 @@ fn lease_from_item(item: &Item) -> Result<Lease, String> {
 }
 
 fn lease_item(lease: &Lease) -> Item {
-    let mut item = key(LEADER);
+    let mut item = leader_key();
     item.insert("holder".into(), s(&lease.holder));
     item.insert("address".into(), s(&lease.address));
     item.insert("token".into(), n(lease.token));
@@ -71,19 +62,13 @@ fn lease_item(lease: &Lease) -> Item {
 
 impl DynamoStore {
     async fn read_lease(&self, context: &str) -> StoreResult<Option<Lease>> {
-        let answer = self
-            .client
-            .get_item()
-            .table_name(&self.tables.settings)
-            .set_key(Some(key(LEADER)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| backend(context, e))?;
-        answer
-            .item
-            .map(|item| lease_from_item(&item).map_err(|e| corrupt(context, e)))
-            .transpose()
+        (self.get_item_as(
+            &self.tables.settings,
+            leader_key(),
+            context,
+            lease_from_item,
+        ))
+        .await
     }
 
     pub(super) async fn take_lease(
@@ -101,9 +86,7 @@ impl DynamoStore {
         let Some(next) = Lease::next(current.as_ref(), holder, address, now, duration_ms) else {
             return current.ok_or_else(|| corrupt(&context, "the lease vanished"));
         };
-        let put = self
-            .client
-            .put_item()
+        let put = Put::builder()
             .table_name(&self.tables.settings)
             .set_item(Some(lease_item(&next)));
         // Only if nobody wrote it since we read it.
@@ -120,20 +103,15 @@ impl DynamoStore {
                 .expression_attribute_values(":holder", s(&read.holder))
                 .expression_attribute_values(":until", n(read.expires_at.0)),
         };
-        match put.send().await {
-            Ok(_) => Ok(next),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(PutItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                // Another controller wrote it first: its lease stands.
-                self.read_lease(&context)
-                    .await?
-                    .ok_or_else(|| corrupt(&context, "the lease vanished"))
-            }
-            Err(e) => Err(backend(&context, e)),
+        let put = put.build().map_err(|e| corrupt(&context, e))?;
+        // Never fenced: the lease is what fences.
+        match self.send_plain(Write::Put(put), &context).await? {
+            Written::Yes => Ok(next),
+            // Another controller wrote it first: its lease stands.
+            Written::ConditionFailed(_) => self
+                .read_lease(&context)
+                .await?
+                .ok_or_else(|| corrupt(&context, "the lease vanished")),
         }
     }
 
@@ -142,11 +120,9 @@ impl DynamoStore {
             "releasing the leader lease (token {}) in table {}",
             fence.token, self.tables.settings
         );
-        let answer = self
-            .client
-            .update_item()
+        let update = Update::builder()
             .table_name(&self.tables.settings)
-            .set_key(Some(key(LEADER)))
+            .set_key(Some(leader_key()))
             .update_expression("SET #until = :zero")
             .condition_expression("#token = :token AND #holder = :holder")
             .expression_attribute_names("#until", UNTIL)
@@ -155,21 +131,16 @@ impl DynamoStore {
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":token", n(fence.token))
             .expression_attribute_values(":holder", s(&fence.holder))
-            .send()
-            .await;
-        match answer {
-            Ok(_) => Ok(()),
-            // Not ours any more: nothing to give up.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(backend(&context, e)),
-        }
+            .build()
+            .map_err(|e| corrupt(&context, e))?;
+        // A failed condition: not ours any more, nothing to give up.
+        self.send_plain(Write::Update(update), &context)
+            .await
+            .map(drop)
     }
 
+    /// Writes this controller's entry, lists the live ones, and deletes those
+    /// expired for a day.
     pub(super) async fn announce(
         &self,
         holder: &str,
@@ -188,85 +159,51 @@ impl DynamoStore {
             .set_item(Some(item))
             .send()
             .await
-            .map_err(|e| backend(&context, e))?;
+            .map_err(|e| super::paging::backend(&context, e))?;
         // The settings table holds a handful of items: a Scan is one page.
         let scan = self
             .client
             .scan()
             .table_name(table)
             .consistent_read(true)
-            .filter_expression("begins_with(#k, :prefix) AND #until > :now")
+            .filter_expression("begins_with(#k, :prefix)")
             .expression_attribute_names("#k", SETTINGS_KEY)
-            .expression_attribute_names("#until", UNTIL)
-            .expression_attribute_values(":prefix", s(CONTROLLER_PREFIX))
-            .expression_attribute_values(":now", n(now.0));
+            .expression_attribute_values(":prefix", s(CONTROLLER_PREFIX));
         let items = self.scan_all(scan, &context).await?;
-        let mut live: Vec<String> = items
-            .iter()
-            .map(|item| text(item, "address").map_err(|e| corrupt(&context, e)))
-            .collect::<StoreResult<_>>()?;
+        let mut live = Vec::new();
+        let forget = now.0.saturating_sub(FORGET_AFTER_MS);
+        for item in &items {
+            let until = number(item, UNTIL).map_err(|e| corrupt(&context, e))?;
+            if until > now.0 {
+                live.push(text(item, "address").map_err(|e| corrupt(&context, e))?);
+            } else if until < forget {
+                let name = text(item, SETTINGS_KEY).map_err(|e| corrupt(&context, e))?;
+                self.forget_controller(&name, forget).await;
+            }
+        }
         live.sort();
         Ok(live)
     }
 
-    /// Sends `write` alone, or, in a fenced store, in one transaction with the
-    /// check that the lease is still the leader's.
-    pub(super) async fn transact(
-        &self,
-        fence: &Fence,
-        write: TransactWriteItem,
-        context: &str,
-    ) -> Result<(), Result<Refusal, StoreError>> {
-        let check = ConditionCheck::builder()
-            .table_name(&self.tables.settings)
-            .set_key(Some(key(LEADER)))
-            .condition_expression("#token = :token")
-            .expression_attribute_names("#token", "token")
-            .expression_attribute_values(":token", n(fence.token))
+    /// Deletes a long-expired entry, unless it was renewed meanwhile. Only
+    /// logged if it fails: the next announcement tries again.
+    async fn forget_controller(&self, name: &str, forget: u64) {
+        let table = &self.tables.settings;
+        let context = format!("deleting the entry {name} expired for a day in table {table}");
+        let delete = Delete::builder()
+            .table_name(table)
+            .set_key(Some(key(name)))
+            .condition_expression("#until < :forget")
+            .expression_attribute_names("#until", UNTIL)
+            .expression_attribute_values(":forget", n(forget))
             .build()
-            .map_err(|e| Err(corrupt(context, e)))?;
-        let answer = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().condition_check(check).build())
-            .transact_items(write)
-            .send()
-            .await;
-        match answer {
-            Ok(_) => Ok(()),
-            Err(e) => match e.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
-                    let failed = |i: usize| {
-                        cancelled
-                            .cancellation_reasons()
-                            .get(i)
-                            .and_then(|r| r.code())
-                            .is_some_and(|c| c == "ConditionalCheckFailed")
-                    };
-                    if failed(0) {
-                        Err(Ok(Refusal::Fenced))
-                    } else if failed(1) {
-                        Err(Ok(Refusal::Condition))
-                    } else {
-                        Err(Err(backend(context, e)))
-                    }
-                }
-                _ => Err(Err(backend(context, e))),
-            },
+            .map_err(|e| corrupt(&context, e));
+        let sent = match delete {
+            Ok(delete) => self.send_plain(Write::Delete(delete), &context).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = sent {
+            tracing::warn!(error = %e, "forgetting a controller gone for a day");
         }
-    }
-}
-
-/// The error of a fenced write that was refused or failed, where the write's own
-/// condition failing means `on_condition`.
-pub(super) fn refused(
-    fence: &Fence,
-    outcome: Result<Refusal, StoreError>,
-    on_condition: impl FnOnce() -> StoreResult<()>,
-) -> StoreResult<()> {
-    match outcome {
-        Ok(Refusal::Fenced) => Err(StoreError::Fenced { token: fence.token }),
-        Ok(Refusal::Condition) => on_condition(),
-        Err(e) => Err(e),
     }
 }

@@ -1,8 +1,8 @@
 //! The loops every DynamoDB read and batch write needs: Query and Scan pages
-//! followed through `LastEvaluatedKey`, and BatchWriteItem in batches of 25 whose
+//! followed through `LastEvaluatedKey` (and items read and decoded in one call), and BatchWriteItem in batches of 25 whose
 //! `UnprocessedItems` are sent again with exponential backoff and jitter.
 
-use super::items::Item;
+use super::items::{decode, Item};
 use super::DynamoStore;
 use crate::store::{StoreError, StoreResult};
 use aws_sdk_dynamodb::operation::{
@@ -11,6 +11,7 @@ use aws_sdk_dynamodb::operation::{
 use aws_sdk_dynamodb::types::{DeleteRequest, PutRequest, WriteRequest};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use futures::{stream, StreamExt, TryStreamExt};
+use serde::de::DeserializeOwned;
 use std::future::Future;
 use std::time::Duration;
 
@@ -114,6 +115,55 @@ impl DynamoStore {
                 return Ok(out);
             }
         }
+    }
+
+    /// One item by its key (a consistent read), decoded by `decode`; `None` if
+    /// there is none.
+    pub(super) async fn get_item_as<T>(
+        &self,
+        table: &str,
+        key: Item,
+        context: &str,
+        decode: impl FnOnce(&Item) -> Result<T, String>,
+    ) -> StoreResult<Option<T>> {
+        let answer = (self.client.get_item())
+            .table_name(table)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| backend(context, e))?;
+        answer
+            .item
+            .map(|item| decode(&item).map_err(|e| corrupt(context, e)))
+            .transpose()
+    }
+
+    /// One item by its key, its fields through serde (`items::decode`).
+    pub(super) async fn get_decoded<T: DeserializeOwned>(
+        &self,
+        table: &str,
+        key: Item,
+        context: &str,
+    ) -> StoreResult<Option<T>> {
+        self.get_item_as(table, key, context, decode).await
+    }
+
+    /// Every item of `table` (a consistent Scan), decoded, in the order of `by`.
+    pub(super) async fn scan_decoded<T: DeserializeOwned, K: Ord>(
+        &self,
+        table: &str,
+        context: &str,
+        by: impl Fn(&T) -> K,
+    ) -> StoreResult<Vec<T>> {
+        let scan = self.client.scan().table_name(table).consistent_read(true);
+        let items = self.scan_all(scan, context).await?;
+        let mut all = items
+            .iter()
+            .map(|item| decode(item).map_err(|e| corrupt(context, e)))
+            .collect::<StoreResult<Vec<T>>>()?;
+        all.sort_by_key(|t| by(t));
+        Ok(all)
     }
 
     /// The `Limit` of one page: the configured page size (none: DynamoDB's 1 MB

@@ -3,7 +3,7 @@
 //! write is one conditional request: `attribute_not_exists(name)` to create,
 //! `version = :expected` to replace or delete; a failed condition is `Refused`.
 
-use super::items::{decode, encode, n, s, Item};
+use super::items::{encode, n, s, Item};
 use super::paging::{backend, corrupt};
 use super::DynamoStore;
 use crate::store::{JobRecords, RecordWrite, StoreResult};
@@ -76,35 +76,14 @@ impl JobRecords for DynamoStore {
 
     async fn get_record(&self, name: &RecordName) -> StoreResult<Option<JobRecord>> {
         let context = format!("reading job record {name} in table {}", self.tables.records);
-        let answer = self
-            .client
-            .get_item()
-            .table_name(&self.tables.records)
-            .set_key(Some(record_key(name)))
-            .consistent_read(true)
-            .send()
+        self.get_decoded(&self.tables.records, record_key(name), &context)
             .await
-            .map_err(|e| backend(&context, e))?;
-        answer
-            .item
-            .map(|item| decode(&item).map_err(|e| corrupt(&context, e)))
-            .transpose()
     }
 
     async fn list_records(&self) -> StoreResult<Vec<JobRecord>> {
         let context = format!("listing job records in table {}", self.tables.records);
-        let scan = self
-            .client
-            .scan()
-            .table_name(&self.tables.records)
-            .consistent_read(true);
-        let items = self.scan_all(scan, &context).await?;
-        let mut records = items
-            .iter()
-            .map(|item| decode(item).map_err(|e| corrupt(&context, e)))
-            .collect::<StoreResult<Vec<JobRecord>>>()?;
-        records.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(records)
+        let by_name = |r: &JobRecord| r.name.clone();
+        (self.scan_decoded(&self.tables.records, &context, by_name)).await
     }
 
     async fn update_record(&self, record: &JobRecord) -> StoreResult<RecordWrite> {

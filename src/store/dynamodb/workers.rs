@@ -14,8 +14,10 @@ use super::items::{
     WorkerPart, REGISTRATION, WORKER_SK,
 };
 use super::paging::{backend, corrupt};
+use super::writes::Write;
 use super::DynamoStore;
 use crate::store::{Heartbeat, StoreResult};
+use aws_sdk_dynamodb::types::{Delete, Update};
 use reconcilers::model::{Worker, WorkerId, WorkerState};
 use std::collections::{BTreeMap, HashMap};
 
@@ -174,49 +176,43 @@ impl DynamoStore {
     }
 
     /// Changes only the registration's state; a worker already deleted stays
-    /// deleted (the condition refuses to create a bare item).
+    /// deleted (the condition refuses to create a bare item, and its failure is
+    /// no error).
     pub(super) async fn write_worker_state(
         &self,
         id: &WorkerId,
         state: WorkerState,
     ) -> StoreResult<()> {
-        if let Some(fence) = &self.fence {
-            return self.fenced_worker_state(fence, id, state).await;
-        }
         let context = format!(
             "marking worker {id} {} in table {}",
             state.as_str(),
             self.tables.workers
         );
-        let answer = self
-            .client
-            .update_item()
+        let update = Update::builder()
             .table_name(&self.tables.workers)
             .set_key(Some(worker_key(id, REGISTRATION)))
             .update_expression("SET #state = :state")
             .condition_expression("attribute_exists(id)")
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":state", s(state.as_str()))
-            .send()
-            .await;
-        match answer {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(backend(&context, e)),
-        }
+            .build()
+            .map_err(|e| corrupt(&context, e))?;
+        self.send(Write::Update(update), &context).await.map(drop)
     }
 
-    /// Deletes the registration and every beat of the worker.
+    /// Deletes the registration and every beat of the worker. In a fenced store
+    /// the registration goes first, alone, in the fenced transaction; its beats,
+    /// which no reader counts without a registration, are deleted after it.
     pub(super) async fn remove_worker(&self, id: &WorkerId) -> StoreResult<()> {
-        if let Some(fence) = &self.fence {
-            self.fenced_remove_worker(fence, id).await?;
-        }
         let context = format!("deleting worker {id}");
+        if self.fence.is_some() {
+            let delete = Delete::builder()
+                .table_name(&self.tables.workers)
+                .set_key(Some(worker_key(id, REGISTRATION)))
+                .build()
+                .map_err(|e| corrupt(&context, e))?;
+            self.send(Write::Delete(delete), &context).await?;
+        }
         let items = self
             .worker_items(id, &format!("{context} in table {}", self.tables.workers))
             .await?;
