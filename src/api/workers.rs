@@ -26,7 +26,7 @@ use futures::TryStreamExt;
 use reconcilers::{
     jobs::{self, Report},
     messages::{HeldJob, Message},
-    model::{JobState, Worker, WorkerId, WorkerState},
+    model::{Instance, InstanceId, InstanceState, JobState, Worker, WorkerId, WorkerState},
 };
 use serde::Deserialize;
 use std::{collections::HashSet, time::Duration};
@@ -43,7 +43,7 @@ pub async fn register(
             "register needs a valid instance id and at least one slot",
         ));
     }
-    refuse_terminating_instance(&c, &req.instance).await?;
+    may_register(&c, &req.instance).await?;
     let now = c.now();
     let worker = Worker {
         id: WorkerId::new(req.instance.as_str()),
@@ -66,30 +66,36 @@ pub async fn register(
     }))
 }
 
-/// A worker whose instance the fleet is terminating may not register again:
-/// its token (which a job on it could have read) must not outlive the
-/// instance's decision to go. Instances the store does not know are let in,
-/// for workers started by hand (see docs/security.md, "Limits").
-async fn refuse_terminating_instance(
-    c: &Ctx,
-    instance: &reconcilers::model::InstanceId,
-) -> Result<(), ApiError> {
-    if is_terminating(&c.store.list_instances().await?, instance) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            format!("instance {instance} is being terminated: its worker may not register"),
-        ));
-    }
-    Ok(())
+/// Whether a worker may register from `instance`. Its token, which a job on
+/// its instance may have read (see docs/security.md), must not outlive the
+/// instance: one the fleet is terminating is refused, and an EC2 fleet accepts
+/// only instances it recorded (launched, and not yet forgotten as gone). The
+/// local fleet also lets in workers started by hand, which it never recorded;
+/// its jobs are trusted like the controller's user anyway.
+async fn may_register(c: &Ctx, instance: &InstanceId) -> Result<(), ApiError> {
+    let instances = c.store.list_instances().await?;
+    let only_recorded = c.config.fleet_provider == crate::config::FleetProvider::Ec2;
+    registration_refusal(&instances, instance, only_recorded)
+        .map_or(Ok(()), |why| Err(ApiError::new(StatusCode::FORBIDDEN, why)))
 }
 
-fn is_terminating(
-    instances: &[reconcilers::model::Instance],
-    id: &reconcilers::model::InstanceId,
-) -> bool {
-    instances
-        .iter()
-        .any(|i| &i.id == id && i.state == reconcilers::model::InstanceState::Terminating)
+/// Why a worker may not register from `id`, if it may not.
+fn registration_refusal(
+    instances: &[Instance],
+    id: &InstanceId,
+    only_recorded: bool,
+) -> Option<String> {
+    match instances.iter().find(|i| &i.id == id) {
+        Some(i) if i.state == InstanceState::Terminating => Some(format!(
+            "instance {id} is being terminated: its worker may not register"
+        )),
+        Some(_) => None,
+        None if only_recorded => Some(format!(
+            "instance {id} is not one this cluster's fleet launched, or it is gone: \
+             its worker may not register"
+        )),
+        None => None,
+    }
 }
 
 /// The worker a request speaks for, which must be registered and not lost.
@@ -366,7 +372,7 @@ pub async fn upload_attempt_blob(
 
 #[cfg(test)]
 mod register_tests {
-    use super::is_terminating;
+    use super::registration_refusal;
     use reconcilers::model::{Instance, InstanceId, InstanceState, LaunchKey, Timestamp};
 
     fn instance(id: &str, state: InstanceState) -> Instance {
@@ -379,17 +385,34 @@ mod register_tests {
         }
     }
 
-    #[test]
-    fn only_an_instance_being_terminated_is_refused_a_registration() {
+    fn refused(only_recorded: bool, id: &str) -> Option<String> {
         let instances = [
             instance("up", InstanceState::Running),
             instance("booting", InstanceState::Launching),
             instance("going", InstanceState::Terminating),
         ];
-        assert!(is_terminating(&instances, &InstanceId::new("going")));
-        assert!(!is_terminating(&instances, &InstanceId::new("up")));
-        assert!(!is_terminating(&instances, &InstanceId::new("booting")));
-        // A worker started by hand has no instance record: let in.
-        assert!(!is_terminating(&instances, &InstanceId::new("by-hand")));
+        registration_refusal(&instances, &InstanceId::new(id), only_recorded)
+    }
+
+    #[test]
+    fn an_instance_being_terminated_is_refused_a_registration_on_any_fleet() {
+        for only_recorded in [false, true] {
+            let why = refused(only_recorded, "going").expect("refused");
+            assert!(why.contains("being terminated"), "{why}");
+            assert_eq!(refused(only_recorded, "up"), None);
+            assert_eq!(refused(only_recorded, "booting"), None);
+        }
+    }
+
+    #[test]
+    fn an_unrecorded_instance_registers_on_the_local_fleet_only() {
+        // A worker started by hand next to a local fleet: let in.
+        assert_eq!(refused(false, "by-hand"), None);
+        // On EC2, an instance the fleet never recorded, or forgot as gone.
+        let why = refused(true, "gone").expect("refused");
+        assert!(
+            why.contains("not one this cluster's fleet launched"),
+            "{why}"
+        );
     }
 }
