@@ -323,7 +323,7 @@ pub async fn delete(
     let name = parse_name(&name)?;
     let current = load(&c, &name).await?.ok_or_else(|| not_found(&name))?;
     let in_flight = current.state.is_some_and(|s| !s.is_terminal());
-    let written = c.store.delete_record(&name, current.record.version).await?;
+    let written = write::delete_record(&*c.store, &name, current.record.version).await?;
     if written == crate::store::RecordWrite::Refused {
         return Err(ApiError::conflict(format!(
             "job record `{name}` changed while it was being deleted (an apply at the same time?): \

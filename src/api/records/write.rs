@@ -1,12 +1,12 @@
-//! Writes the record of an apply whose job is submitted, and settles what the
-//! write did when its answer is not a plain "written". A store client retries a
+//! Writes the record of an apply whose job is submitted (or deletes a record),
+//! and settles what the write did when its answer is not a plain "written". A store client retries a
 //! write whose answer was lost (the AWS SDK does); the retry of a conditional
 //! write that did land is refused, because the record already moved on. So
 //! neither a refusal nor an error proves the write failed: the record read back
 //! does (`reconcilers::records::settle_write`).
 
 use crate::store::{JobRecords, RecordWrite, StoreError};
-use reconcilers::records::{settle_write, JobRecord, WriteSettled};
+use reconcilers::records::{settle_write, JobRecord, RecordName, WriteSettled};
 
 /// What became of the write of a record naming a newly submitted job.
 #[derive(Debug)]
@@ -60,6 +60,24 @@ pub async fn write_record<R: JobRecords + ?Sized>(
         }
         (WriteSettled::Lost, None) => Recorded::Refused,
         (WriteSettled::Lost, Some(e)) => Recorded::Failed(e),
+    }
+}
+
+/// Deletes the record `name` if its version is still `version`. A refusal or
+/// an error is read back as a write is: a record gone is deleted (by this call,
+/// whose answer was lost, or by another delete: either way it is gone).
+pub async fn delete_record<R: JobRecords + ?Sized>(
+    records: &R,
+    name: &RecordName,
+    version: u64,
+) -> Result<RecordWrite, StoreError> {
+    let answer = records.delete_record(name, version).await;
+    if matches!(answer, Ok(RecordWrite::Written(_))) {
+        return answer;
+    }
+    match records.get_record(name).await {
+        Ok(None) => Ok(RecordWrite::Written(version)),
+        _ => answer,
     }
 }
 

@@ -54,6 +54,20 @@ impl Faulty {
             Fault::Unreachable | Fault::Down => Err(lost("writing the record")),
         }
     }
+
+    async fn delete(&self, name: &RecordName, version: u64) -> StoreResult<RecordWrite> {
+        match self.fault {
+            Fault::AnswerLostThenRetried => {
+                self.store.delete_record(name, version).await?;
+                self.store.delete_record(name, version).await
+            }
+            Fault::AnswerLost => {
+                self.store.delete_record(name, version).await?;
+                Err(lost("deleting the record"))
+            }
+            Fault::Unreachable | Fault::Down => Err(lost("deleting the record")),
+        }
+    }
 }
 
 #[async_trait]
@@ -78,7 +92,7 @@ impl JobRecords for Faulty {
     }
 
     async fn delete_record(&self, name: &RecordName, version: u64) -> StoreResult<RecordWrite> {
-        self.store.delete_record(name, version).await
+        self.delete(name, version).await
     }
 }
 
@@ -214,4 +228,33 @@ async fn a_plain_write_is_written() {
         write_record(&f.store, &gen2(&read, "j2"), false).await,
         Recorded::Written
     ));
+}
+
+#[tokio::test]
+async fn a_delete_whose_answer_was_lost_is_done_whether_retried_or_not() {
+    for fault in [Fault::AnswerLostThenRetried, Fault::AnswerLost] {
+        let (f, read) = stored_gen1(fault).await;
+        assert!(matches!(
+            delete_record(&f, &name(), read.version).await,
+            Ok(RecordWrite::Written(_))
+        ));
+        assert_eq!(current_job(&f).await, None);
+    }
+}
+
+#[tokio::test]
+async fn a_delete_that_never_reached_the_store_or_was_beaten_says_so() {
+    let (f, read) = stored_gen1(Fault::Unreachable).await;
+    let failed = delete_record(&f, &name(), read.version).await;
+    assert!(matches!(failed, Err(StoreError::Backend(_))), "{failed:?}");
+    assert_eq!(current_job(&f).await, Some(JobId::new("j1")));
+
+    // An apply wrote generation 2 after the delete read generation 1.
+    let (f, read) = stored_gen1(Fault::AnswerLostThenRetried).await;
+    f.store.update_record(&gen2(&read, "j2")).await.unwrap();
+    assert!(matches!(
+        delete_record(&f, &name(), read.version).await,
+        Ok(RecordWrite::Refused)
+    ));
+    assert_eq!(current_job(&f).await, Some(JobId::new("j2")));
 }
