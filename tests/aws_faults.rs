@@ -23,6 +23,7 @@ use common::{
     fault_proxy::{FaultProxy, Match},
     fleet_sim::FleetSim,
     moto::Moto,
+    tally::lost_and_duplicated,
     wait_for, Controller, TestDir,
 };
 use serde_json::{json, Value};
@@ -153,23 +154,6 @@ fn a_restarted_controller_launches_nothing_twice_terminates_leaked_instances_and
         finished.as_millis(),
         started.elapsed().as_secs_f64(),
     );
-}
-
-/// Jobs that did not succeed, and jobs with more than one succeeded attempt.
-fn lost_and_duplicated(jobs: &[Value]) -> (usize, usize) {
-    let lost = jobs.iter().filter(|j| j["state"] != "succeeded").count();
-    let duplicated = jobs
-        .iter()
-        .filter(|j| {
-            let attempts = j["attempts"].as_array().cloned().unwrap_or_default();
-            attempts
-                .iter()
-                .filter(|a| a["outcome"] == "succeeded")
-                .count()
-                > 1
-        })
-        .count();
-    (lost, duplicated)
 }
 
 // ---------------------------------------------------------------------------

@@ -17,9 +17,9 @@ use common::{
     fault_proxy::{Fault, FaultProxy, Match},
     fleet_sim::FleetSim,
     moto::Moto,
+    tally::succeeded_attempts,
     TestDir,
 };
-use serde_json::Value;
 use std::{
     path::Path,
     time::{Duration, Instant},
@@ -34,13 +34,6 @@ const SHARES: [(Match, f64); 3] = [
     (Match::AnyS3, 0.1),
     (Match::AnyEc2, 0.4),
 ];
-
-fn succeeded_attempts(job: &Value) -> usize {
-    job["attempts"]
-        .as_array()
-        .map(|a| a.iter().filter(|x| x["outcome"] == "succeeded").count())
-        .unwrap_or(0)
-}
 
 #[test]
 fn a_run_whose_aws_calls_fail_at_random_loses_nothing_and_leaks_nothing() {

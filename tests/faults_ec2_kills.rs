@@ -15,10 +15,11 @@ use common::{
     drover_bin,
     fleet_sim::FleetSim,
     moto::Moto,
-    signal, TestDir,
+    signal,
+    tally::succeeded_attempts,
+    TestDir,
 };
 use nix::sys::signal::Signal;
-use serde_json::Value;
 use std::{
     collections::HashSet,
     path::Path,
@@ -37,13 +38,6 @@ fn ec2_state(moto: &Moto, cluster: &str, id: &str) -> String {
         .and_then(|s| s.name())
         .map(|n| n.as_str().to_string())
         .unwrap_or_else(|| "gone".to_string())
-}
-
-fn succeeded_attempts(job: &Value) -> usize {
-    job["attempts"]
-        .as_array()
-        .map(|a| a.iter().filter(|x| x["outcome"] == "succeeded").count())
-        .unwrap_or(0)
 }
 
 #[test]
