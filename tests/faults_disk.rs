@@ -93,6 +93,34 @@ fn an_output_over_the_limit_fails_the_attempt_saying_so_and_is_not_retried() {
     );
 }
 
+/// Regression: a log whose upload failed read as empty. Here the controller
+/// refuses a stdout over its limit (413, not retried); the job still succeeds,
+/// its stdout answers that it never arrived, and its empty stderr reads empty.
+#[test]
+fn a_log_whose_upload_failed_is_reported_missing_not_empty() {
+    let dir = TestDir::new();
+    let ctl = controller_with_limits(&dir, "max_output_bytes = 20000", &[]);
+    let id = ctl.submit(&dir.write(
+        "loud.jdl",
+        "[\n  Executable = \"/bin/sh\";\n  Arguments = \"-c 'head -c 200000 /dev/zero'\";\n]\n",
+    ));
+    let job = ctl.wait_done(&id, Duration::from_secs(30));
+    assert_eq!(job["state"], "succeeded", "{job:#}");
+    let stdout = ctl.drover(["logs", &id]);
+    assert!(
+        !stdout.ok()
+            && stdout.stderr.contains("attempt 1 ended on worker")
+            && stdout
+                .stderr
+                .contains("its stdout log never reached the controller"),
+        "{stdout:#?}"
+    );
+    let stderr = ctl
+        .drover(["logs", &id, "--stream", "stderr"])
+        .expect_ok("the empty stderr");
+    assert_eq!(stderr.stdout, "", "{stderr:#?}");
+}
+
 const WORKER: &str = "quota-1";
 
 #[test]
