@@ -46,6 +46,15 @@ fn shared_cluster() -> (TestDir, PathBuf) {
 
 /// Starts a controller on data folder `name`, with the credentials of `first`
 /// (controllers of one cluster share its submit token and worker secret).
+/// The first controller, `a`, once it leads.
+fn start_leader(dir: &TestDir, args: &[&str]) -> Controller {
+    let a = Controller::start_with(dir, "a", args);
+    wait_for(Duration::from_secs(10), "a to lead", || {
+        leads(&a).then_some(())
+    });
+    a
+}
+
 fn start_second(dir: &TestDir, name: &str, first: &Controller) -> Controller {
     let data = dir.join(name);
     fs::create_dir_all(&data).expect("data folder");
@@ -92,12 +101,7 @@ fn failovers(data: &Path) -> usize {
 #[test]
 fn when_the_leader_is_killed_the_other_controller_takes_over_and_every_job_succeeds_once() {
     let (dir, state) = shared_cluster();
-    let a = Controller::start_with(&dir, "a", &[]);
-    wait_for(
-        Duration::from_secs(10),
-        "the first controller to lead",
-        || leads(&a).then_some(()),
-    );
+    let a = start_leader(&dir, &[]);
     let b = start_second(&dir, "b", &a);
     // b must see a's lease and stay a follower; it serves the API all the same.
     std::thread::sleep(LEASE);
@@ -163,10 +167,7 @@ fn when_the_leader_is_killed_the_other_controller_takes_over_and_every_job_succe
 #[test]
 fn a_leader_stopped_gracefully_hands_the_lease_over_at_once_and_leaves_the_workers_running() {
     let (dir, state) = shared_cluster();
-    let mut a = Controller::start_with(&dir, "a", &["--min-workers", "1"]);
-    wait_for(Duration::from_secs(10), "a to lead", || {
-        leads(&a).then_some(())
-    });
+    let mut a = start_leader(&dir, &["--min-workers", "1"]);
     let b = start_second(&dir, "b", &a);
     let workers = wait_for(Duration::from_secs(15), "a worker", || {
         let w = common::worker_processes(&state);
@@ -375,10 +376,7 @@ fn wait_workers_gone(state: &Path, why: &str) {
 #[test]
 fn two_controllers_stopped_together_stop_the_workers() {
     let (dir, state) = shared_cluster();
-    let mut a = Controller::start_with(&dir, "a", &["--min-workers", "1"]);
-    wait_for(Duration::from_secs(10), "a to lead", || {
-        leads(&a).then_some(())
-    });
+    let mut a = start_leader(&dir, &["--min-workers", "1"]);
     let mut b = start_second(&dir, "b", &a);
     wait_workers(&state);
     // Both announced: each knows of the other when the stop begins.
@@ -401,10 +399,7 @@ fn two_controllers_stopped_together_stop_the_workers() {
 #[test]
 fn a_sole_controller_stops_its_workers_even_when_a_dead_controller_holds_the_lease() {
     let (dir, state) = shared_cluster();
-    let mut a = Controller::start_with(&dir, "a", &["--min-workers", "1"]);
-    wait_for(Duration::from_secs(10), "a to lead", || {
-        leads(&a).then_some(())
-    });
+    let mut a = start_leader(&dir, &["--min-workers", "1"]);
     wait_workers(&state);
     // A controller that took the lease and died at once: a is a follower now,
     // and the only controller alive.
