@@ -32,7 +32,11 @@ async fn run_script(body: &str, max_sandbox_bytes: u64) -> super::AttemptResult 
         base: vec![("PATH".into(), "/usr/bin:/bin".into())],
         extras: vec![],
     };
-    run_job(&paths, &job, &env, &limits, CancellationToken::new()).await
+    let result = run_job(&paths, &job, &env, &limits, CancellationToken::new()).await;
+    // As the worker does after every attempt, whatever the job locked in it.
+    super::remove_attempt_dir(&paths.root).expect("removing the attempt folder");
+    assert!(!paths.root.exists());
+    result
 }
 
 #[tokio::test]
