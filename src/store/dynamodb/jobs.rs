@@ -10,7 +10,6 @@ use super::paging::{backend, concurrently, corrupt, IN_FLIGHT};
 use super::writes::{Write, Written};
 use super::DynamoStore;
 use crate::store::{JobFilter, StoreError, StoreResult};
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{Delete, Put, ReturnValuesOnConditionCheckFailure};
 use futures::{stream, StreamExt};
 use reconcilers::model::{Job, JobId, JobState, Timestamp, WorkerId};
@@ -24,28 +23,20 @@ impl DynamoStore {
         decode(item).map_err(|e| corrupt(format!("{doing} in table {}", self.tables.jobs), e))
     }
 
+    /// Never fenced: submissions come from the API, and the condition refuses
+    /// a taken id.
     pub(super) async fn put_new_job(&self, job: &Job) -> StoreResult<()> {
         let context = format!("creating job {} in table {}", job.id, self.tables.jobs);
         let item = job_item(job).map_err(|e| corrupt(&context, e))?;
-        let answer = self
-            .client
-            .put_item()
+        let put = Put::builder()
             .table_name(&self.tables.jobs)
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(id)")
-            .send()
-            .await;
-        match answer {
-            Ok(_) => Ok(()),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(PutItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Err(StoreError::AlreadyExists(job.id.clone()))
-            }
-            Err(e) => Err(backend(&context, e)),
+            .build()
+            .map_err(|e| corrupt(&context, e))?;
+        match self.send_plain(Write::Put(put), &context).await? {
+            Written::Yes => Ok(()),
+            Written::ConditionFailed(_) => Err(StoreError::AlreadyExists(job.id.clone())),
         }
     }
 

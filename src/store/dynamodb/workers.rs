@@ -13,11 +13,11 @@ use super::items::{
     beat_item, beat_sk, merge_worker, s, worker_item, worker_key, worker_part, Beat, Item,
     WorkerPart, REGISTRATION, WORKER_SK,
 };
-use super::paging::{backend, corrupt};
+use super::paging::corrupt;
 use super::writes::Write;
 use super::DynamoStore;
 use crate::store::{Heartbeat, StoreResult};
-use aws_sdk_dynamodb::types::{Delete, Update};
+use aws_sdk_dynamodb::types::{Delete, Put, Update};
 use reconcilers::model::{Worker, WorkerId, WorkerState};
 use std::collections::{BTreeMap, HashMap};
 
@@ -59,14 +59,14 @@ impl DynamoStore {
             worker.id, self.tables.workers
         );
         let item = worker_item(worker).map_err(|e| corrupt(&context, e))?;
-        self.client
-            .put_item()
+        let put = Put::builder()
             .table_name(&self.tables.workers)
             .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| backend(&context, e))?;
-        Ok(())
+            .build()
+            .map_err(|e| corrupt(&context, e))?;
+        // Never fenced (registrations come from the API); sent again if it met
+        // the leader's transaction on the same worker.
+        self.send_plain(Write::Put(put), &context).await.map(drop)
     }
 
     /// All of one worker's items: one Query on its partition.
