@@ -10,6 +10,13 @@
 //! a metadata entry over `MAX_METADATA_BYTES`, more metadata than
 //! `MAX_METADATA_TOTAL`, entries whose data adds up past the byte limit, more
 //! headers than the entry limit allows, and GNU sparse files (not unpacked).
+//!
+//! To see the headers the tar reader sees, the guard must skip exactly what
+//! the reader skips: it reads header sizes with `tar::Header` and PAX `size`
+//! records with `tar::PaxExtensions`, under the reader's rules (see
+//! `on_header` and `pax_size`). Should the two still disagree one day (a new
+//! tar version), the guard also bounds every byte that passes through it, so
+//! the damage stays within the archive's limits.
 
 use std::io::{self, Read};
 
