@@ -268,8 +268,12 @@ fn workers_killed_at_random_moments_of_200_jobs_lose_nothing_and_duplicate_nothi
     // uploading anything, and `drover logs` says so.
     let (id, n, worker) = a_lost_attempt.expect("a lost attempt");
     let logs = ctl.drover(["logs", &id, "--attempt", &n.to_string()]);
-    let lost = format!("attempt {n} was lost with worker {worker}; its stdout was never uploaded");
-    assert!(!logs.ok() && logs.stderr.contains(&lost), "{logs:#?}");
+    let never_uploaded =
+        format!("attempt {n} was lost with worker {worker}; its stdout was never uploaded");
+    assert!(
+        !logs.ok() && logs.stderr.contains(&never_uploaded),
+        "{logs:#?}"
+    );
 
     // Each kill found a busy worker: at least one job of each was requeued.
     let lost_by_worker: HashMap<&str, usize> = jobs
