@@ -53,16 +53,20 @@ fn written(c: Result<Change, Refusal>) -> Job {
     }
 }
 
+fn reconcile_at_100(jobs: &[Job], workers: &[Worker]) -> JobsPlan {
+    reconcile(&JobsSnapshot {
+        now: Timestamp(100),
+        jobs,
+        workers,
+        heartbeat_timeout_ms: HB,
+    })
+}
+
 #[test]
 fn queued_jobs_go_oldest_first_to_free_slots() {
     let jobs = vec![queued("j3", 30), queued("j1", 10), queued("j2", 20)];
     let workers = vec![worker("w1", 2, 100)];
-    let plan = reconcile(&JobsSnapshot {
-        now: Timestamp(100),
-        jobs: &jobs,
-        workers: &workers,
-        heartbeat_timeout_ms: HB,
-    });
+    let plan = reconcile_at_100(&jobs, &workers);
     let ids: Vec<&str> = plan.assigned.iter().map(|(j, _)| j.as_str()).collect();
     assert_eq!(ids, ["j1", "j2"]);
     assert!(plan
@@ -83,12 +87,7 @@ fn requeued_work_goes_before_jobs_that_waited_longer() {
     lost.queued_at = Some(Timestamp(90));
     let jobs = vec![queued("j-old", 10), queued("j-older", 5), lost];
     let workers = vec![worker("w1", 2, 100)];
-    let plan = reconcile(&JobsSnapshot {
-        now: Timestamp(100),
-        jobs: &jobs,
-        workers: &workers,
-        heartbeat_timeout_ms: HB,
-    });
+    let plan = reconcile_at_100(&jobs, &workers);
     let ids: Vec<&str> = plan.assigned.iter().map(|(j, _)| j.as_str()).collect();
     assert_eq!(ids, ["j-lost", "j-older"]);
 }
