@@ -540,4 +540,4 @@ fn resolve_inside(
 
 #[cfg(test)]
 #[path = "archive_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -4,29 +4,8 @@
 //! would decompress data the guard never counted.
 
 use super::*;
+use crate::archive::tests::{gzip, raw_entry};
 use crate::archive::{unpack_tar_gz, ArchiveError, UnpackLimits};
-use flate2::{write::GzEncoder, Compression};
-use std::io::Write;
-
-/// A header block of `kind` claiming `size` bytes, then `data` padded to a block.
-fn raw_entry(name: &str, kind: u8, size: u64, data: &[u8]) -> Vec<u8> {
-    let mut header = tar::Header::new_gnu();
-    header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
-    header.set_mode(0o644);
-    header.set_size(size);
-    header.set_entry_type(tar::EntryType::new(kind));
-    header.set_cksum();
-    let mut out = header.as_bytes().to_vec();
-    out.extend_from_slice(data);
-    out.resize(out.len().div_ceil(512) * 512, 0);
-    out
-}
-
-fn gzip(raw: &[u8]) -> Vec<u8> {
-    let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
-    gz.write_all(raw).expect("gzip");
-    gz.finish().expect("gzip")
-}
 
 /// A PAX record with its length right: `<len> <key>=<value>\n`.
 fn record(key: &str, value: &str) -> String {

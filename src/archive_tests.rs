@@ -335,7 +335,7 @@ fn a_missing_archive_file_names_its_path() {
 
 /// A raw header block of `kind` claiming `size` bytes of data, followed by
 /// `data` (padded to the block size): what a hostile writer puts in the stream.
-fn raw_entry(name: &str, kind: u8, size: u64, data: &[u8]) -> Vec<u8> {
+pub(crate) fn raw_entry(name: &str, kind: u8, size: u64, data: &[u8]) -> Vec<u8> {
     let mut header = tar::Header::new_gnu();
     header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
     header.set_mode(0o644);
@@ -348,7 +348,7 @@ fn raw_entry(name: &str, kind: u8, size: u64, data: &[u8]) -> Vec<u8> {
     out
 }
 
-fn gzip(raw: &[u8]) -> Vec<u8> {
+pub(crate) fn gzip(raw: &[u8]) -> Vec<u8> {
     let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
     gz.write_all(raw).expect("gzip");
     gz.finish().expect("gzip")
