@@ -9,7 +9,6 @@ mod common;
 
 use common::{
     aws::{self, drover_aws, Settings},
-    drover_bin,
     fleet_sim::FleetSim,
     moto::Moto,
     wait_for, Controller, TestDir,
@@ -49,12 +48,7 @@ fn twenty_jobs_run_on_ec2_workers_with_dynamodb_s3_and_sns_and_the_fleet_scales_
         &["--config", config, "--listen", &format!("127.0.0.1:{port}")],
         &moto.env(),
     );
-    let sim = FleetSim::start(
-        &moto.url,
-        CLUSTER,
-        std::path::Path::new(drover_bin()),
-        &dir.join("sim"),
-    );
+    let sim = FleetSim::in_test_dir(&moto.url, CLUSTER, &dir);
 
     let jdl = dir.write(
         "echo.jdl",

@@ -440,12 +440,7 @@ async fn a_dynamodb_call_refused_by_the_proxy_reads_as_throttling() {
 async fn the_simulator_runs_a_worker_per_instance_and_stops_it_on_terminate() {
     let moto = Moto::start();
     let dir = common::TestDir::new();
-    let sim = FleetSim::start(
-        &moto.url,
-        "prod",
-        std::path::Path::new(common::drover_bin()),
-        &dir.join("sim"),
-    );
+    let sim = FleetSim::in_test_dir(&moto.url, "prod", &dir);
     // Nobody serves this controller: the worker keeps trying, which is all
     // this test needs of it.
     let fleet = Ec2Fleet::new(&moto.sdk_config(), "prod", "http://127.0.0.1:9", settings())

@@ -19,7 +19,6 @@ use common::{
         assert_succeeded_once, instance_state, is_final, launch_leaked_instance, metric_sum,
         metrics_text, wait_fleet_empty, wait_jobs, wait_refused, Settings,
     },
-    drover_bin,
     fault_proxy::{FaultProxy, Match},
     fleet_sim::FleetSim,
     moto::Moto,
@@ -28,7 +27,7 @@ use common::{
 };
 use serde_json::{json, Value};
 use std::{
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::{Arc, Mutex, MutexGuard},
     time::{Duration, Instant, SystemTime},
 };
@@ -68,12 +67,7 @@ fn a_restarted_controller_launches_nothing_twice_terminates_leaked_instances_and
     aws::init(&dir, &moto, &config);
 
     let mut first = aws::start_controller(&dir, &config, &moto);
-    let _sim = FleetSim::start(
-        &moto.url,
-        &s.cluster,
-        Path::new(drover_bin()),
-        &dir.join("sim"),
-    );
+    let _sim = FleetSim::in_test_dir(&moto.url, &s.cluster, &dir);
     // Six jobs of four seconds on three workers of two slots: all run at once,
     // and they are still running when the controller dies.
     let started = Instant::now();
@@ -198,12 +192,7 @@ fn ec2_throttling_is_waited_out_and_every_job_finishes() {
     t.proxy
         .refuse_next(3, Match::Ec2Action("RunInstances".into()));
     let ctl = aws::start_controller(&t.dir, &t.config, &t.moto);
-    let _sim = FleetSim::start(
-        &t.moto.url,
-        cluster,
-        Path::new(drover_bin()),
-        &t.dir.join("sim"),
-    );
+    let _sim = FleetSim::in_test_dir(&t.moto.url, cluster, &t.dir);
     let jdl = sleeper(&t.dir, 2);
     let ids: Vec<String> = (0..6).map(|_| ctl.submit(&jdl)).collect();
     wait_jobs(&ctl, &ids, Duration::from_secs(60), "started", |j| {
@@ -252,12 +241,7 @@ fn dynamodb_throttling_is_waited_out_and_every_job_finishes() {
     let t = behind_a_proxy("ddbthrottle");
     let cluster = t.settings.cluster.as_str();
     let ctl = aws::start_controller(&t.dir, &t.config, &t.moto);
-    let _sim = FleetSim::start(
-        &t.moto.url,
-        cluster,
-        Path::new(drover_bin()),
-        &t.dir.join("sim"),
-    );
+    let _sim = FleetSim::in_test_dir(&t.moto.url, cluster, &t.dir);
     let jdl = sleeper(&t.dir, 2);
     let ids: Vec<String> = (0..6).map(|_| ctl.submit(&jdl)).collect();
     wait_jobs(&ctl, &ids, Duration::from_secs(60), "started", |j| {
@@ -323,12 +307,7 @@ fn workers_whose_pings_arrive_while_heartbeat_writes_are_throttled_are_not_decla
     let t = behind_a_proxy("hbthrottle");
     let cluster = t.settings.cluster.as_str();
     let ctl = aws::start_controller(&t.dir, &t.config, &t.moto);
-    let _sim = FleetSim::start(
-        &t.moto.url,
-        cluster,
-        Path::new(drover_bin()),
-        &t.dir.join("sim"),
-    );
+    let _sim = FleetSim::in_test_dir(&t.moto.url, cluster, &t.dir);
     let jdl = sleeper(&t.dir, 8);
     let ids: Vec<String> = (0..6).map(|_| ctl.submit(&jdl)).collect();
     wait_jobs(&ctl, &ids, Duration::from_secs(60), "running", |j| {

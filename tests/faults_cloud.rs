@@ -13,17 +13,13 @@ mod common;
 
 use common::{
     aws::{self, is_final, wait_fleet_empty, wait_jobs, Settings},
-    drover_bin,
     fault_proxy::{Fault, FaultProxy, Match},
     fleet_sim::FleetSim,
     moto::Moto,
     tally::succeeded_attempts,
     TestDir,
 };
-use std::{
-    path::Path,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 const JOBS: usize = 30;
 /// The share of the controller's calls that meet a fault, by service. The EC2
@@ -62,12 +58,7 @@ fn a_run_whose_aws_calls_fail_at_random_loses_nothing_and_leaks_nothing() {
 
     let started = Instant::now();
     let ctl = aws::start_controller(&dir, &config, &moto);
-    let sim = FleetSim::start(
-        &moto.url,
-        &s.cluster,
-        Path::new(drover_bin()),
-        &dir.join("sim"),
-    );
+    let sim = FleetSim::in_test_dir(&moto.url, &s.cluster, &dir);
     let jdl = dir.write(
         "job.jdl",
         "[\n  Executable = \"/bin/sh\";\n  Arguments = \"-c 'echo $DROVER_JOB_ID $DROVER_ATTEMPT > out.txt; sleep 1'\";\n  OutputSandbox = {\"out.txt\"};\n]\n",

@@ -12,7 +12,6 @@ mod common;
 
 use common::{
     aws::{self, is_final, tag, wait_fleet_empty, wait_jobs, Settings},
-    drover_bin,
     fleet_sim::FleetSim,
     moto::Moto,
     signal,
@@ -22,7 +21,6 @@ use common::{
 use nix::sys::signal::Signal;
 use std::{
     collections::HashSet,
-    path::Path,
     time::{Duration, Instant},
 };
 
@@ -48,12 +46,7 @@ fn ec2_workers_killed_mid_run_are_terminated_as_lost_and_replaced_and_nothing_is
     let config = s.write(&dir);
     aws::init(&dir, &moto, &config);
     let ctl = aws::start_controller(&dir, &config, &moto);
-    let sim = FleetSim::start(
-        &moto.url,
-        &s.cluster,
-        Path::new(drover_bin()),
-        &dir.join("sim"),
-    );
+    let sim = FleetSim::in_test_dir(&moto.url, &s.cluster, &dir);
     let jdl = dir.write(
         "job.jdl",
         "[\n  Executable = \"/bin/sh\";\n  Arguments = \"-c 'echo $DROVER_JOB_ID $DROVER_ATTEMPT > out.txt; sleep 3'\";\n  OutputSandbox = {\"out.txt\"};\n  ShallowRetryCount = 5;\n]\n",

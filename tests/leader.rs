@@ -248,7 +248,6 @@ mod on_aws {
     use super::*;
     use common::{
         aws::{self, Settings},
-        drover_bin,
         fleet_sim::FleetSim,
         moto::Moto,
     };
@@ -304,12 +303,7 @@ mod on_aws {
             a.log_tail(),
             b.log_tail()
         );
-        let _sim = FleetSim::start(
-            &moto.url,
-            CLUSTER,
-            Path::new(drover_bin()),
-            &dir.join("sim"),
-        );
+        let _sim = FleetSim::in_test_dir(&moto.url, CLUSTER, &dir);
 
         let file = dir.write("job.jdl", TWO_SECONDS);
         let ids = submit_to_both(&a, &b, &file, 8);

@@ -59,6 +59,17 @@ struct Poller {
 }
 
 impl FleetSim {
+    /// The simulator as the tests run it: the `drover` under test, instances'
+    /// work folders under `<dir>/sim`.
+    pub fn in_test_dir(moto_url: &str, cluster: &str, dir: &super::TestDir) -> FleetSim {
+        FleetSim::start(
+            moto_url,
+            cluster,
+            Path::new(super::drover_bin()),
+            &dir.join("sim"),
+        )
+    }
+
     pub fn start(moto_url: &str, cluster: &str, drover_bin: &Path, work_root: &Path) -> FleetSim {
         let creds = aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "sim");
         let config = aws_sdk_ec2::Config::builder()
