@@ -425,6 +425,58 @@ def scale_bench(skip_build):
 
 
 # --------------------------------------------------------------------------
+# 6. AWS calls per job (an integration test against moto)
+# --------------------------------------------------------------------------
+
+
+def ensure_moto():
+    """moto server, as .ci/run installs it (the test would install it into a
+    virtualenv under target/ itself; installing it here first saves that)."""
+    if shutil.which("moto_server"):
+        return
+    log("installing moto[server] (pip install 'moto[server]')")
+    if subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "moto[server]"]).returncode:
+        log("pip install moto failed; the test will install it itself")
+
+
+def aws_bench():
+    """tests/aws_calls.rs: a controller on moto with DynamoDB, S3, EC2 and SNS
+    runs 100 jobs with sandboxes and 100 bare ones; its `drover_aws_calls_total`
+    counters, less the idle background, give the calls per job. A debug build:
+    call counts do not depend on optimisation, and the test build is shared."""
+    ensure_moto()
+    cmd = ["cargo", "test", "--all-features", "--test", "aws_calls", "--", "--nocapture"]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    line = next((l for l in out.stdout.splitlines() if l.startswith("FIGURES aws_calls_per_job ")), None)
+    if line is None:
+        raise RuntimeError(f"no FIGURES line from {' '.join(cmd)}:\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}")
+    figures = json.loads(line.split(" ", 2)[2])
+    figures["test_passed"] = out.returncode == 0
+    if out.returncode:
+        log("tests/aws_calls.rs failed (a bound was crossed?):\n" + out.stdout[-3000:])
+    return figures
+
+
+def aws_report(a):
+    services = ["dynamodb", "s3", "ec2", "sns", "total"]
+    idle = a["idle"]
+    lines = ["", f"AWS calls per job (moto, {a['workers']} EC2 workers, reconcile {a['reconcile_interval']}, "
+                 f"pings {a['ping_interval']}; idle background subtracted)"
+                 + ("" if a.get("test_passed", True) else " -- THE TEST FAILED, see above")]
+    lines.append("| round | " + " | ".join(services) + " | top operations |")
+    lines.append("|---|" + "---:|" * len(services) + "---|")
+    for r in a["rounds"]:
+        ops = sorted(r["ops_per_job"].items(), key=lambda kv: -kv[1])
+        top = ", ".join(f"{k} {v:g}" for k, v in ops[:5])
+        lines.append(f"| {r['round']} ({r['jobs']} jobs, {r['seconds']:.0f} s) | "
+                     + " | ".join(f"{r['per_job'].get(s, 0):.2f}" for s in services) + f" | {top} |")
+    top = ", ".join(f"{k} {v:g}" for k, v in sorted(idle["ops_per_s"].items(), key=lambda kv: -kv[1]))
+    lines.append(f"| idle, calls/s ({idle['seconds']:.0f} s) | "
+                 + " | ".join(f"{idle['per_s'].get(s, 0):.2f}" for s in services) + f" | {top} |")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------
 
 
 def median_of(runs, key):
@@ -439,16 +491,18 @@ def main():
     ap.add_argument("--dispatch", type=int, default=50, help="dispatch latency samples (default 50)")
     ap.add_argument("--slots", type=int, default=0, help="slots of drover's worker (default: 2 x cores)")
     ap.add_argument("--skip-build", action="store_true", help="use target/release/drover as it is")
-    ap.add_argument("--only", default="throughput,submit,dispatch,failure,scale",
+    ap.add_argument("--only", default="throughput,submit,dispatch,failure,scale,aws",
                     help="comma-separated parts (default: all)")
     ap.add_argument("--json", help="also write the results to this file")
     args = ap.parse_args()
     parts = set(args.only.split(","))
     slots = args.slots or 2 * NPROC
 
-    ensure_parallel()
-    py = ensure_hyperqueue()
-    build_drover(args.skip_build)
+    if "throughput" in parts:
+        ensure_parallel()
+        py = ensure_hyperqueue()
+    if parts & {"throughput", "submit", "dispatch", "failure"}:
+        build_drover(args.skip_build)
     work = Path(tempfile.mkdtemp(prefix="drover-bench-"))
     results = {"machine": machine(), "jobs": args.jobs, "runs": args.runs, "slots": slots}
     try:
@@ -481,6 +535,9 @@ def main():
         if "scale" in parts:
             log("controller scale")
             results["scale"] = [scale_bench(args.skip_build)]
+        if "aws" in parts:
+            log("AWS calls per job (cargo test --all-features --test aws_calls, against moto)")
+            results["aws"] = aws_bench()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if args.json:
@@ -538,6 +595,8 @@ def report(res):
         s = res["scale"][0]
         lines.append("")
         lines.append("controller scale: " + ", ".join(f"{k} {v}" for k, v in s.items()))
+    if "aws" in res:
+        lines.append(aws_report(res["aws"]))
     return "\n".join(lines)
 
 
