@@ -11,6 +11,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use reconcilers::{
+    dispatch::JobCounts,
     messages::Message,
     model::{AttemptOutcome, Instance, InstanceState, Job, JobState, TerminateReason, Timestamp},
 };
@@ -422,28 +423,26 @@ pub fn job_written(before: &Job, after: &Job) {
 }
 
 /// After the jobs loop read the unfinished jobs and the workers: the gauges.
-pub fn jobs_observed(jobs: &[Job], workers: &[reconcilers::model::Worker], now: Timestamp) {
-    observe_jobs(&METRICS, jobs, workers, now)
+pub fn jobs_observed(counts: &JobCounts, workers: &[reconcilers::model::Worker], now: Timestamp) {
+    observe_jobs(&METRICS, counts, workers, now)
 }
 
-fn observe_jobs(m: &Metrics, jobs: &[Job], workers: &[reconcilers::model::Worker], now: Timestamp) {
-    // One pass: the jobs loop runs this over every unfinished job each tick.
-    let mut count = [0i64; ACTIVE_STATES.len()];
-    let mut oldest_ms = [0u64; ACTIVE_STATES.len()];
-    for j in jobs {
-        let Some(i) = ACTIVE_STATES.iter().position(|s| *s == j.state) else {
-            continue;
-        };
-        count[i] += 1;
-        if let Some(since) = entered_state_at(j) {
-            oldest_ms[i] = oldest_ms[i].max(now.since(since));
-        }
-    }
-    for (i, state) in ACTIVE_STATES.iter().enumerate() {
-        m.jobs.with_label_values(&[state.as_str()]).set(count[i]);
+fn observe_jobs(
+    m: &Metrics,
+    counts: &JobCounts,
+    workers: &[reconcilers::model::Worker],
+    now: Timestamp,
+) {
+    // Counted by the store's read (`Store::dispatch_view`), not over every job here.
+    for state in ACTIVE_STATES {
+        let count = counts.get(state);
+        let oldest_ms = count.oldest.map_or(0, |since| now.since(since));
+        m.jobs
+            .with_label_values(&[state.as_str()])
+            .set(count.jobs as i64);
         m.jobs_oldest
             .with_label_values(&[state.as_str()])
-            .set((oldest_ms[i] / 1000) as i64);
+            .set((oldest_ms / 1000) as i64);
     }
     for state in [
         reconcilers::model::WorkerState::Active,
@@ -451,17 +450,6 @@ fn observe_jobs(m: &Metrics, jobs: &[Job], workers: &[reconcilers::model::Worker
     ] {
         let n = workers.iter().filter(|w| w.state == state).count() as i64;
         m.workers.with_label_values(&[state.as_str()]).set(n);
-    }
-}
-
-/// When a job entered the state it is in, as far as its record tells.
-fn entered_state_at(j: &Job) -> Option<Timestamp> {
-    match j.state {
-        JobState::Created => Some(j.created_at),
-        JobState::Queued => j.queued_at,
-        JobState::Assigned => j.current_attempt().map(|a| a.assigned_at),
-        JobState::Running => j.current_attempt().and_then(|a| a.started_at),
-        _ => None,
     }
 }
 
@@ -638,7 +626,7 @@ mod tests {
         young.state = JobState::Queued;
         young.queued_at = Some(Timestamp(90_000));
         let m = build().expect("valid metrics");
-        observe_jobs(&m, &[young, old], &[], now);
+        observe_jobs(&m, &JobCounts::of(&[young, old]), &[], now);
         let text = render_metrics(&m);
         assert!(text.contains("drover_jobs{state=\"queued\"} 2\n"), "{text}");
         assert!(

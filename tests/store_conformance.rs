@@ -11,6 +11,8 @@
 mod moto;
 
 // The behaviours, each an `async fn(Fixture)`, instantiated below for both stores.
+#[path = "store_conformance/dispatch.rs"]
+mod dispatch;
 #[path = "store_conformance/jobs.rs"]
 mod jobs;
 #[path = "store_conformance/lease.rs"]
@@ -19,6 +21,7 @@ mod lease;
 mod records;
 #[path = "store_conformance/workers.rs"]
 mod workers;
+use dispatch::*;
 use jobs::*;
 use lease::*;
 use records::*;
@@ -132,6 +135,8 @@ on_both_stores!(
     attempts_round_trip_with_every_field,
     active_jobs_are_queued_assigned_and_running_in_queue_order,
     active_jobs_returns_all_of_1200_jobs_across_pages_and_shards,
+    dispatch_view_shows_what_a_full_read_shows_and_decides_the_same,
+    dispatch_view_follows_updates_a_job_tried_again_goes_first,
     jobs_on_worker_are_those_its_current_attempt_holds,
     list_jobs_filters_by_state_newest_first_with_a_limit,
     list_jobs_merges_many_partitions_exactly,

@@ -3,8 +3,8 @@
 //! forget once the provider no longer shows them.
 
 use crate::model::{
-    FleetSettings, Instance, InstanceId, InstanceState, Job, JobState, ObservedInstance,
-    TerminateReason, Timestamp, Worker, WorkerId,
+    FleetSettings, Instance, InstanceId, InstanceState, Job, ObservedInstance, TerminateReason,
+    Timestamp, Worker, WorkerId,
 };
 use std::collections::{HashMap, HashSet};
 
@@ -43,8 +43,12 @@ pub struct FleetSnapshot<'a> {
     /// What the provider says exists.
     pub observed: &'a [ObservedInstance],
     pub workers: &'a [Worker],
-    /// Jobs that are queued, assigned or running.
-    pub jobs: &'a [Job],
+    /// Jobs assigned or running: their workers are busy. (Queued jobs may be in
+    /// the slice too; they hold no worker.)
+    pub on_workers: &'a [Job],
+    /// How many jobs are queued, assigned or running, all of them: the demand the
+    /// fleet is sized for (`dispatch::JobCounts::active`).
+    pub active_jobs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,17 +65,10 @@ pub enum FleetAction {
     Forget { instance: InstanceId },
 }
 
-/// The number of workers the queue asks for, within the settings' bounds.
-pub fn desired_workers(settings: &FleetSettings, jobs: &[Job]) -> u32 {
-    let demand = jobs
-        .iter()
-        .filter(|j| {
-            matches!(
-                j.state,
-                JobState::Queued | JobState::Assigned | JobState::Running
-            )
-        })
-        .count() as u64;
+/// The number of workers `active_jobs` (queued, assigned or running) ask for,
+/// within the settings' bounds.
+pub fn desired_workers(settings: &FleetSettings, active_jobs: u64) -> u32 {
+    let demand = active_jobs;
     let slots = u64::from(settings.slots_per_worker.max(1));
     let needed = demand.div_ceil(slots).min(u64::from(u32::MAX)) as u32;
     needed.clamp(
@@ -87,7 +84,7 @@ pub fn reconcile(s: &FleetSnapshot) -> Vec<FleetAction> {
     let known: HashSet<&InstanceId> = s.instances.iter().map(|i| &i.id).collect();
     let worker_of: HashMap<&InstanceId, &Worker> =
         s.workers.iter().map(|w| (&w.instance, w)).collect();
-    let busy: HashSet<&WorkerId> = s.jobs.iter().filter_map(|j| j.worker()).collect();
+    let busy: HashSet<&WorkerId> = s.on_workers.iter().filter_map(|j| j.worker()).collect();
 
     // Instances that will still be serving after this tick.
     let mut serving: Vec<&Instance> = Vec::new();
@@ -144,7 +141,7 @@ pub fn reconcile(s: &FleetSnapshot) -> Vec<FleetAction> {
         s.timeouts.leak_grace_ms,
     ));
 
-    let desired = desired_workers(s.settings, s.jobs);
+    let desired = desired_workers(s.settings, s.active_jobs);
     let current = serving.len() as u32;
     if desired > current {
         actions.push(FleetAction::Launch {

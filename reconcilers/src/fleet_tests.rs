@@ -1,5 +1,5 @@
 use super::*;
-use crate::model::{JobId, LaunchKey, WorkerState};
+use crate::model::{JobId, JobState, LaunchKey, WorkerState};
 
 fn settings(min: u32, max: u32, slots: u32) -> FleetSettings {
     FleetSettings {
@@ -50,6 +50,10 @@ fn queued(n: usize) -> Vec<Job> {
         .collect()
 }
 
+fn active(jobs: &[Job]) -> u64 {
+    crate::dispatch::JobCounts::of(jobs).active()
+}
+
 fn snapshot<'a>(
     now: u64,
     s: &'a FleetSettings,
@@ -65,15 +69,16 @@ fn snapshot<'a>(
         instances,
         observed,
         workers,
-        jobs,
+        on_workers: jobs,
+        active_jobs: active(jobs),
     }
 }
 
 #[test]
 fn the_queue_asks_for_workers_within_the_bounds() {
-    assert_eq!(desired_workers(&settings(0, 10, 4), &queued(9)), 3);
-    assert_eq!(desired_workers(&settings(0, 2, 1), &queued(9)), 2);
-    assert_eq!(desired_workers(&settings(1, 5, 1), &[]), 1);
+    assert_eq!(desired_workers(&settings(0, 10, 4), active(&queued(9))), 3);
+    assert_eq!(desired_workers(&settings(0, 2, 1), active(&queued(9))), 2);
+    assert_eq!(desired_workers(&settings(1, 5, 1), 0), 1);
 }
 
 #[test]

@@ -246,7 +246,9 @@ fn retry_or_fail(job: &mut Job, reason: Option<String>, now: Timestamp) {
 /// What the jobs loop sees.
 pub struct JobsSnapshot<'a> {
     pub now: Timestamp,
-    /// Jobs that are queued, assigned or running.
+    /// Every job assigned or running, and the queued jobs: all of them, or at
+    /// least the first `dispatch::free_slots` in dispatch order (a
+    /// `dispatch::DispatchView`), which decides the same.
     pub jobs: &'a [Job],
     pub workers: &'a [Worker],
     /// A worker that has not pinged for this long is lost.
@@ -322,10 +324,10 @@ pub fn reconcile(s: &JobsSnapshot) -> JobsPlan {
     let take = (capacity as usize).min(queued.len());
     // Work that already started once (requeued from a lost worker, or retried)
     // goes first, then the oldest: a lost worker's jobs run elsewhere within a
-    // tick even behind a long queue. Only the first `take` jobs matter: a partial
+    // tick even behind a long queue (`dispatch::dispatch_order`, which the stores'
+    // bounded reads follow too). Only the first `take` jobs matter: a partial
     // selection, not a full sort, keeps the tick cheap when 100,000 jobs wait.
-    let key = |j: &Job| (j.attempts.is_empty(), j.queued_at);
-    let by_age = |a: &&Job, b: &&Job| (key(a), &a.id).cmp(&(key(b), &b.id));
+    let by_age = |a: &&Job, b: &&Job| crate::dispatch::dispatch_order(a, b);
     if take < queued.len() {
         queued.select_nth_unstable_by(take, by_age);
         queued.truncate(take);

@@ -2,6 +2,7 @@
 //! reconcilers. Nothing in this crate does I/O or reads the clock: it turns a
 //! snapshot of the world into a list of actions, and `src/` carries them out.
 
+pub mod dispatch;
 pub mod fleet;
 pub mod gc;
 pub mod jdl;

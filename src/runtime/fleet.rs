@@ -20,7 +20,9 @@ pub async fn tick(c: &Controller, store: Arc<dyn Store>) -> anyhow::Result<()> {
     let instances = c.store.list_instances().await?;
     crate::metrics::instances_observed(&instances, c.now());
     let workers = c.workers().await?;
-    let jobs = c.store.active_jobs().await?;
+    // The jobs on workers (busy workers are not scaled down) and the count of
+    // every active job (the demand), not the queue itself.
+    let jobs = c.store.dispatch_view(Box::new(|_| 0)).await?;
     let settings = c
         .store
         .fleet_settings()
@@ -40,7 +42,8 @@ pub async fn tick(c: &Controller, store: Arc<dyn Store>) -> anyhow::Result<()> {
         instances: &instances,
         observed: &observed,
         workers: &workers,
-        jobs: &jobs,
+        on_workers: jobs.on_workers(),
+        active_jobs: jobs.counts().active(),
     });
     let known: HashMap<&InstanceId, &Instance> = instances.iter().map(|i| (&i.id, i)).collect();
     for action in actions {

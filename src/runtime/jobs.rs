@@ -1,10 +1,12 @@
-//! The jobs loop: observe (workers, active jobs), decide (`reconcilers::jobs`), act
-//! (conditional writes in one batch, wake the workers that got work).
+//! The jobs loop: observe (workers, and of the jobs only what the decision needs:
+//! `Store::dispatch_view`), decide (`reconcilers::jobs`), act (conditional writes
+//! in one batch, wake the workers that got work).
 
 use super::Controller;
 use crate::metrics::METRICS;
 use crate::store::{Store, StoreError};
 use reconcilers::{
+    dispatch::free_slots,
     jobs::{reconcile, JobsSnapshot},
     model::{Job, JobId, JobState, WorkerState},
 };
@@ -14,13 +16,25 @@ use std::sync::Arc;
 /// `store` is the leader's fenced view: every write below carries its token.
 pub async fn tick(c: &Controller, store: Arc<dyn Store>) -> anyhow::Result<()> {
     let now = c.now();
-    let workers = c.workers().await?;
-    let jobs = c.store.active_jobs().await?;
+    let heartbeat_timeout_ms = c.config.heartbeat_timeout.as_millis() as u64;
+    let workers = Arc::new(c.workers().await?);
+    // Every job on a worker, and only as many queued jobs as there are free
+    // slots: the reconciler decides the same as on every active job, and the
+    // read is bounded by the fleet's size, not the queue's.
+    let view = {
+        let workers = Arc::clone(&workers);
+        c.store
+            .dispatch_view(Box::new(move |on_workers| {
+                free_slots(&workers, on_workers, now, heartbeat_timeout_ms)
+            }))
+            .await?
+    };
+    let jobs = view.jobs();
     let plan = reconcile(&JobsSnapshot {
         now,
-        jobs: &jobs,
+        jobs,
         workers: &workers,
-        heartbeat_timeout_ms: c.config.heartbeat_timeout.as_millis() as u64,
+        heartbeat_timeout_ms,
     });
 
     for w in &plan.lost_workers {
@@ -67,7 +81,7 @@ pub async fn tick(c: &Controller, store: Arc<dyn Store>) -> anyhow::Result<()> {
         }
     }
 
-    crate::metrics::jobs_observed(&jobs, &workers, now);
+    crate::metrics::jobs_observed(view.counts(), &workers, now);
     Ok(())
 }
 

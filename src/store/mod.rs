@@ -13,6 +13,7 @@ pub use lease::{Fence, Lease};
 pub use records::{JobRecords, RecordWrite};
 
 use async_trait::async_trait;
+use reconcilers::dispatch::DispatchView;
 use reconcilers::model::{
     FleetSettings, Instance, InstanceId, Job, JobId, JobState, Timestamp, Worker, WorkerId,
     WorkerState,
@@ -63,6 +64,11 @@ pub struct JobFilter {
     pub limit: Option<usize>,
 }
 
+/// How many queued jobs a `Store::dispatch_view` holds, decided from the jobs on
+/// workers it read: the jobs loop answers `reconcilers::dispatch::free_slots`,
+/// the fleet loop 0. Asked inside the read, so that both lists are one snapshot.
+pub type QueuedWanted = Box<dyn FnOnce(&[Job]) -> usize + Send>;
+
 /// Every store keeps the declarative job records too (`records.rs`).
 #[async_trait]
 pub trait Store: JobRecords + Send + Sync + 'static {
@@ -92,6 +98,19 @@ pub trait Store: JobRecords + Send + Sync + 'static {
 
     /// Jobs that are queued, assigned or running.
     async fn active_jobs(&self) -> StoreResult<Vec<Job>>;
+
+    /// What the jobs and fleet loops read each tick, bounded by the fleet's size
+    /// and not the queue's: every job assigned or running (in `queued_at`, id
+    /// order, as `active_jobs`), then the first `wanted(those jobs)` queued jobs
+    /// in dispatch order (`reconcilers::dispatch::dispatch_order`), and the counts
+    /// of every active job. The jobs reconciler decides on it exactly as on
+    /// `active_jobs` (see `reconcilers::dispatch`).
+    ///
+    /// The default derives it from `active_jobs`, a full read: correct for any
+    /// store, cheap only for a short queue. SQLite answers from indexes.
+    async fn dispatch_view(&self, wanted: QueuedWanted) -> StoreResult<DispatchView> {
+        Ok(DispatchView::from_active(self.active_jobs().await?, wanted))
+    }
 
     /// Jobs assigned to or running on `worker`.
     async fn jobs_on_worker(&self, worker: &WorkerId) -> StoreResult<Vec<Job>>;

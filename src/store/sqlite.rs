@@ -9,11 +9,13 @@
 //! The leader lease lives here too (`lease.rs`); a fenced store (`fenced`) checks
 //! the lease's token inside the transaction of every write it makes.
 
+mod dispatch;
 mod lease;
 mod records;
 
-use super::{Fence, Heartbeat, JobFilter, Lease, Store, StoreError, StoreResult};
+use super::{Fence, Heartbeat, JobFilter, Lease, QueuedWanted, Store, StoreError, StoreResult};
 use async_trait::async_trait;
+use reconcilers::dispatch::DispatchView;
 use reconcilers::model::{
     Attempt, EmptyLogs, FleetSettings, Instance, InstanceId, Job, JobId, JobState, LaunchKey,
     Timestamp, Worker, WorkerId, WorkerState,
@@ -78,6 +80,8 @@ const MIGRATIONS: &[&str] = &[
     records::MIGRATION,
     // Which logs a worker reported empty (EmptyLogs::bits): it does not upload them.
     "ALTER TABLE attempts ADD COLUMN empty_logs INTEGER NOT NULL DEFAULT 0;",
+    // The dispatch order's indexes, for the jobs loop's bounded read.
+    dispatch::MIGRATION,
 ];
 
 const JOB_COLUMNS: &str =
@@ -88,10 +92,12 @@ const WORKER_COLUMNS: &str = "id, instance, slots, state, registered_at, last_pi
 
 /// Both statements take ?1 id, ?2 version, ?3.. the fields, so they share `write_job`.
 const INSERT_JOB: &str = "INSERT INTO jobs
-    (id, version, state, created_at, queued_at, finished_at, worker, exit_code, reason, spec)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (id) DO NOTHING";
+    (id, version, state, created_at, queued_at, finished_at, worker, exit_code, reason, spec,
+    attempt_count)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT (id) DO NOTHING";
 const UPDATE_JOB: &str = "UPDATE jobs SET version = version + 1, state = ?3, created_at = ?4,
-    queued_at = ?5, finished_at = ?6, worker = ?7, exit_code = ?8, reason = ?9, spec = ?10
+    queued_at = ?5, finished_at = ?6, worker = ?7, exit_code = ?8, reason = ?9, spec = ?10,
+    attempt_count = ?11
     WHERE id = ?1 AND version = ?2";
 const UPSERT_ATTEMPT: &str = "INSERT INTO attempts
     (job_id, number, worker, assigned_at, started_at, finished_at, exit_code, outcome, reason, has_output, empty_logs)
@@ -397,8 +403,16 @@ fn write_tx<T>(conn: &mut Connection, f: impl FnOnce(&Transaction<'_>) -> Res<T>
 /// run in one transaction, so they see the same snapshot.
 fn load_jobs(conn: &mut Connection, selection: &str, params: &[&dyn ToSql]) -> Res<Vec<Job>> {
     let tx = conn.transaction()?;
+    let jobs = select_jobs(&tx, selection, params)?;
+    tx.commit()?;
+    Ok(jobs)
+}
+
+/// `load_jobs` inside the caller's transaction (`dispatch.rs` makes three reads
+/// in one).
+fn select_jobs(tx: &Connection, selection: &str, params: &[&dyn ToSql]) -> Res<Vec<Job>> {
     let sql = format!("SELECT {JOB_COLUMNS} FROM jobs {selection}");
-    let mut jobs = query_all(&tx, &sql, params, job_from_row)?;
+    let mut jobs = query_all(tx, &sql, params, job_from_row)?;
     if jobs.is_empty() {
         return Ok(jobs);
     }
@@ -409,7 +423,7 @@ fn load_jobs(conn: &mut Connection, selection: &str, params: &[&dyn ToSql]) -> R
          JOIN attempts ON job_id = j.id"
     );
     let mut attempts: HashMap<String, Vec<Attempt>> = HashMap::new();
-    query_all(&tx, &sql, params, |row| {
+    query_all(tx, &sql, params, |row| {
         let attempt = attempt_from_row(row)?;
         let job_id = text(row, 0)?;
         match attempts.get_mut(job_id) {
@@ -418,7 +432,6 @@ fn load_jobs(conn: &mut Connection, selection: &str, params: &[&dyn ToSql]) -> R
         }
         Ok(())
     })?;
-    tx.commit()?;
     for job in &mut jobs {
         if let Some(mut list) = attempts.remove(job.id.as_str()) {
             list.sort_by_key(|a| a.number);
@@ -448,7 +461,8 @@ fn write_job(conn: &Connection, sql: &str, job: &Job) -> Res<usize> {
             worker,
             job.exit_code,
             job.reason,
-            spec
+            spec,
+            job.attempts.len()
         ],
     )
 }
@@ -570,6 +584,13 @@ impl Store for SqliteStore {
         self.run("reading active jobs", |conn| {
             let selection = concat!("WHERE ", active_states!(), " ORDER BY queued_at, id");
             load_jobs(conn, selection, &[])
+        })
+        .await
+    }
+
+    async fn dispatch_view(&self, wanted: QueuedWanted) -> StoreResult<DispatchView> {
+        self.run("reading the jobs to dispatch", move |conn| {
+            dispatch::read(conn, wanted)
         })
         .await
     }

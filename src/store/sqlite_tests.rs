@@ -302,3 +302,87 @@ async fn measure_update_jobs_and_active_jobs_at_scale() {
         assert_eq!(active.len(), 100_000);
     }
 }
+
+fn query_plan(store: &SqliteStore, sql: &str) -> Vec<String> {
+    let conn = lock(&store.conn);
+    let explained = format!("EXPLAIN QUERY PLAN {sql}");
+    let mut stmt = conn.prepare(&explained).unwrap();
+    // A LIMIT's parameter, if the query has one.
+    let limit = vec![10; stmt.parameter_count()];
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(limit), |row| {
+            row.get::<_, String>(3)
+        })
+        .unwrap();
+    rows.collect::<Result<_, _>>().unwrap()
+}
+
+#[test]
+fn the_dispatch_view_reads_each_part_from_its_partial_index_without_sorting() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    let attempts_of = |selection: &str| {
+        format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM (SELECT id FROM jobs {selection}) AS j
+             JOIN attempts ON job_id = j.id"
+        )
+    };
+    for (sql, index) in [
+        (
+            format!("SELECT id FROM jobs {}", dispatch::ON_WORKERS),
+            "jobs_on_workers",
+        ),
+        (attempts_of(dispatch::ON_WORKERS), "jobs_on_workers"),
+        (
+            format!("SELECT id FROM jobs {}", dispatch::FIRST_QUEUED),
+            "jobs_dispatch",
+        ),
+        (attempts_of(dispatch::FIRST_QUEUED), "jobs_dispatch"),
+        (dispatch::QUEUED_COUNT.to_string(), "jobs_dispatch"),
+    ] {
+        let plan = query_plan(&store, &sql);
+        assert!(plan.iter().any(|p| p.contains(index)), "{sql}: {plan:?}");
+        assert!(
+            !plan.iter().any(|p| p.contains("TEMP B-TREE")),
+            "no sort: {sql}: {plan:?}"
+        );
+    }
+}
+
+/// A file written before the dispatch index gets each job's attempt count from
+/// its attempts, so that a job tried before still goes first.
+#[tokio::test]
+async fn a_file_from_before_the_dispatch_index_counts_the_attempts_it_holds() {
+    let (store, dir) = file_store();
+    store
+        .create_job(&job("j-first-try", JobState::Queued, 1))
+        .await
+        .unwrap();
+    let mut tried = on_worker("j-tried", JobState::Queued, 5, "w-1");
+    tried.attempts.push(attempt(2, "w-2"));
+    store.create_job(&tried).await.unwrap();
+    let before = MIGRATIONS
+        .iter()
+        .position(|m| *m == dispatch::MIGRATION)
+        .unwrap();
+    {
+        let conn = lock(&store.conn);
+        conn.execute_batch(
+            "DROP INDEX jobs_dispatch; DROP INDEX jobs_on_workers;
+             ALTER TABLE jobs DROP COLUMN attempt_count;",
+        )
+        .unwrap();
+        conn.pragma_update(None, "user_version", before).unwrap();
+    }
+    drop(store);
+    let reopened = SqliteStore::open(&dir.path().join("state/drover.db")).unwrap();
+    let count: u32 = lock(&reopened.conn)
+        .query_row(
+            "SELECT attempt_count FROM jobs WHERE id = 'j-tried'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(count, 2);
+    let view = reopened.dispatch_view(Box::new(|_| 5)).await.unwrap();
+    assert_eq!(ids(view.queued()), ["j-tried", "j-first-try"]);
+}
