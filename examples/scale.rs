@@ -180,10 +180,13 @@ fn main() -> anyhow::Result<()> {
             "pure_jobs_tick_assigning_ms": round(assigning),
             "pure_fleet_tick_ms": round(fleet_tick),
             "sqlite_jobs_tick_assigning_ms": round(view.assigning_ms),
+            "sqlite_jobs_tick_assigning_write_ms": round(view.assigning_write_ms),
             "sqlite_jobs_tick_full_ms": round(view.full_ms),
+            "sqlite_jobs_tick_full_read_ms": round(view.full_read_ms),
             "sqlite_fleet_read_ms": round(view.fleet_read_ms),
             "sqlite_full_read_jobs_tick_assigning_ms": round(full.assigning_ms),
             "sqlite_full_read_jobs_tick_full_ms": round(full.full_ms),
+            "sqlite_full_read_jobs_tick_full_read_ms": round(full.full_read_ms),
             "sqlite_full_read_fleet_read_ms": round(full.fleet_read_ms),
             "full_read_over_view_assigning": round(full.assigning_ms / view.assigning_ms),
             "full_read_over_view_full": round(full.full_ms / view.full_ms),
@@ -259,7 +262,11 @@ async fn undo(store: &SqliteStore, assigned: &[Job]) -> anyhow::Result<()> {
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Ticks {
     assigning_ms: f64,
+    /// Of `assigning_ms`: the write of the assignments (one transaction).
+    assigning_write_ms: f64,
     full_ms: f64,
+    /// Of `full_ms`: reading the workers and the jobs.
+    full_read_ms: f64,
     fleet_read_ms: f64,
     peak_rss_mib: u64,
 }
@@ -273,7 +280,9 @@ impl Ticks {
         };
         Ticks {
             assigning_ms: median(|t| t.assigning_ms),
+            assigning_write_ms: median(|t| t.assigning_write_ms),
             full_ms: median(|t| t.full_ms),
+            full_read_ms: median(|t| t.full_read_ms),
             fleet_read_ms: median(|t| t.fleet_read_ms),
             peak_rss_mib: all.iter().map(|t| t.peak_rss_mib).max().unwrap_or(0),
         }
@@ -304,18 +313,20 @@ fn store_ticks(view: bool, db: &Path) -> anyhow::Result<()> {
     let ticks = rt.block_on(async {
         let store = SqliteStore::open(db)?;
         let now = Timestamp(1_800_000_000_000);
-        let mut assigning = Vec::new();
+        let (mut assigning, mut assigning_write) = (Vec::new(), Vec::new());
         for _ in 0..TICKS {
-            let (ms, assigned) = store_tick(&store, view, now).await?;
-            assigning.push(ms);
+            let (tick, assigned) = store_tick(&store, view, now).await?;
+            assigning.push(tick.total_ms);
+            assigning_write.push(tick.write_ms);
             undo(&store, &assigned).await?;
         }
         let (_, filled) = store_tick(&store, view, now).await?;
-        let mut full = Vec::new();
+        let (mut full, mut full_read) = (Vec::new(), Vec::new());
         for _ in 0..TICKS {
-            let (ms, assigned) = store_tick(&store, view, now).await?;
+            let (tick, assigned) = store_tick(&store, view, now).await?;
             anyhow::ensure!(assigned.is_empty(), "the fleet was full");
-            full.push(ms);
+            full.push(tick.total_ms);
+            full_read.push(tick.read_ms);
         }
         let mut fleet_read = Vec::new();
         for _ in 0..TICKS {
@@ -334,7 +345,9 @@ fn store_ticks(view: bool, db: &Path) -> anyhow::Result<()> {
         undo(&store, &filled).await?;
         Ok::<_, anyhow::Error>(Ticks {
             assigning_ms: median(assigning),
+            assigning_write_ms: median(assigning_write),
             full_ms: median(full),
+            full_read_ms: median(full_read),
             fleet_read_ms: median(fleet_read),
             peak_rss_mib: peak_rss_mib(),
         })
@@ -343,29 +356,45 @@ fn store_ticks(view: bool, db: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The times of one tick, in milliseconds.
+struct TickTimes {
+    total_ms: f64,
+    read_ms: f64,
+    write_ms: f64,
+}
+
 /// One jobs tick as the runtime's (`src/runtime/jobs.rs`): the workers, the
-/// jobs, the decision, the writes, the metrics. Returns its time and the jobs
+/// jobs, the decision, the writes, the metrics. Returns its times and the jobs
 /// it assigned, as written.
 async fn store_tick(
     store: &SqliteStore,
     view: bool,
     now: Timestamp,
-) -> anyhow::Result<(f64, Vec<Job>)> {
+) -> anyhow::Result<(TickTimes, Vec<Job>)> {
+    let ms = |t: Instant| t.elapsed().as_secs_f64() * 1000.0;
     let t0 = Instant::now();
     let workers = Arc::new(store.list_workers().await?);
-    let (plan, counts) = if view {
+    let (plan, counts, read_ms) = if view {
         let w = Arc::clone(&workers);
         let read = store
             .dispatch_view(Box::new(move |on| free_slots(&w, on, now, HEARTBEAT_MS)))
             .await?;
-        (decide(read.jobs(), &workers, now), *read.counts())
+        let read_ms = ms(t0);
+        (decide(read.jobs(), &workers, now), *read.counts(), read_ms)
     } else {
         let all = store.active_jobs().await?;
-        (decide(&all, &workers, now), JobCounts::of(&all))
+        let read_ms = ms(t0);
+        (decide(&all, &workers, now), JobCounts::of(&all), read_ms)
     };
+    let t_write = Instant::now();
     let written = store.update_jobs(&plan.writes).await?;
+    let write_ms = ms(t_write);
     drover::metrics::jobs_observed(&counts, &workers, now);
-    let ms = t0.elapsed().as_secs_f64() * 1000.0;
+    let times = TickTimes {
+        total_ms: ms(t0),
+        read_ms,
+        write_ms,
+    };
     anyhow::ensure!(written.iter().all(Result::is_ok), "a write was refused");
     let assigned = (plan.writes.into_iter().zip(written))
         .filter(|(j, _)| j.state == JobState::Assigned)
@@ -374,7 +403,7 @@ async fn store_tick(
             j
         })
         .collect();
-    Ok((ms, assigned))
+    Ok((times, assigned))
 }
 
 fn median(mut times: Vec<f64>) -> f64 {
