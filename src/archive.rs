@@ -8,7 +8,7 @@ mod guard;
 use flate2::{write::GzEncoder, Compression};
 use guard::{GuardError, TarGuard};
 use std::{
-    collections::HashSet,
+    collections::{BTreeMap, HashSet},
     ffi::OsString,
     fs::File,
     io,
@@ -189,6 +189,33 @@ pub fn unpack_tar_gz(
     dest: &Path,
     limits: &UnpackLimits,
 ) -> Result<UnpackStats, ArchiveError> {
+    unpack(reader, dest, limits, None).map(|(stats, _)| stats)
+}
+
+/// drover's own folder in a job's input archive (the JDL as `.drover/job.jdl`).
+pub const DROVER_DIR: &str = ".drover";
+
+/// Files kept in memory, by their path inside the archive.
+pub type OwnFiles = BTreeMap<String, Vec<u8>>;
+
+/// Unpacks a job's input archive as [`unpack_tar_gz`] does, except drover's own
+/// files (under [`DROVER_DIR`]): they are not the job's business, so they are
+/// returned, by their names in the archive, instead of written to `dest`.
+pub fn unpack_job_input(
+    reader: impl io::Read,
+    dest: &Path,
+    limits: &UnpackLimits,
+) -> Result<(UnpackStats, OwnFiles), ArchiveError> {
+    unpack(reader, dest, limits, Some(OwnFiles::new()))
+        .map(|(stats, own)| (stats, own.unwrap_or_default()))
+}
+
+fn unpack(
+    reader: impl io::Read,
+    dest: &Path,
+    limits: &UnpackLimits,
+    set_aside: Option<OwnFiles>,
+) -> Result<(UnpackStats, Option<OwnFiles>), ArchiveError> {
     std::fs::create_dir_all(dest).map_err(ArchiveError::io("creating", dest))?;
     let guarded = TarGuard::new(
         flate2::read::GzDecoder::new(reader),
@@ -203,12 +230,14 @@ pub fn unpack_tar_gz(
         files: HashSet::new(),
         links: Vec::new(),
         dirs: Vec::new(),
+        set_aside,
     };
     for entry in archive.entries().map_err(ArchiveError::read)? {
         let mut entry = entry.map_err(ArchiveError::read)?;
         unpacker.entry(&mut entry)?;
     }
-    unpacker.finish()
+    let set_aside = unpacker.set_aside.take();
+    unpacker.finish().map(|stats| (stats, set_aside))
 }
 
 struct Unpacker<'a> {
@@ -222,6 +251,8 @@ struct Unpacker<'a> {
     /// Folders and their modes, applied at the end so that a read-only folder can
     /// still be filled.
     dirs: Vec<(PathBuf, u32)>,
+    /// The files under `DROVER_DIR`, kept here instead of written (when set).
+    set_aside: Option<OwnFiles>,
 }
 
 impl Unpacker<'_> {
@@ -239,6 +270,9 @@ impl Unpacker<'_> {
         let raw = entry.path().map_err(ArchiveError::read)?.into_owned();
         let name = raw.display().to_string();
         let rel = relative_inside(&raw, &name)?;
+        if self.set_aside.is_some() && rel.starts_with(DROVER_DIR) {
+            return self.keep_in_memory(entry, rel.display().to_string());
+        }
         let mode = entry.header().mode().unwrap_or(0o644) & 0o777;
         match kind {
             tar::EntryType::Directory => {
@@ -279,6 +313,37 @@ impl Unpacker<'_> {
                 kind: format!("{other:?}"),
             }),
         }
+    }
+
+    /// A file of drover's own (kept by its path inside the archive, as
+    /// `.drover/job.jdl`), read into memory within the same limits; its
+    /// folders and anything else under `DROVER_DIR` are left out.
+    fn keep_in_memory<R: io::Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        name: String,
+    ) -> Result<(), ArchiveError> {
+        if !matches!(
+            entry.header().entry_type(),
+            tar::EntryType::Regular | tar::EntryType::Continuous
+        ) {
+            return Ok(());
+        }
+        let room = self.limits.max_bytes.saturating_sub(self.stats.bytes);
+        let mut data = Vec::new();
+        io::Read::take(&mut *entry, room.saturating_add(1))
+            .read_to_end(&mut data)
+            .map_err(ArchiveError::read)?;
+        self.stats.bytes += data.len() as u64;
+        if self.stats.bytes > self.limits.max_bytes {
+            return Err(ArchiveError::TooLarge {
+                limit: self.limits.max_bytes,
+            });
+        }
+        if let Some(kept) = &mut self.set_aside {
+            kept.insert(name, data);
+        }
+        Ok(())
     }
 
     fn write_file<R: io::Read>(

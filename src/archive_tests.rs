@@ -453,3 +453,39 @@ fn long_names_written_by_the_tar_crate_still_unpack() {
         .expect("unpacks");
     assert_eq!(std::fs::read(fx.dest().join(&long)).expect("read"), b"deep");
 }
+
+/// A job's input archive: drover's own files (the JDL) come back in memory and
+/// never land in the sandbox; they count toward the limits like any file.
+#[test]
+fn drover_files_of_a_job_input_are_kept_out_of_the_sandbox() {
+    let mut w = ArchiveWriter::new(Vec::new());
+    w.add_bytes(".drover/job.jdl", b"[ Executable = \"/bin/true\"; ]", 0o644)
+        .expect("jdl");
+    w.add_bytes("in.txt", b"input", 0o644).expect("in.txt");
+    let archive = w.finish().expect("archive");
+    let fx = Fixture::new();
+    let (stats, own) =
+        unpack_job_input(&archive[..], &fx.dest(), &UnpackLimits::default()).expect("unpacked");
+    assert_eq!(
+        own.get(".drover/job.jdl").map(Vec::as_slice),
+        Some(&b"[ Executable = \"/bin/true\"; ]"[..])
+    );
+    assert_eq!(
+        std::fs::read(fx.dest().join("in.txt")).expect("in.txt"),
+        b"input"
+    );
+    assert!(
+        !fx.dest().join(".drover").exists(),
+        "drover's folder was written"
+    );
+    assert_eq!(stats.bytes, 29 + 5);
+    let tight = UnpackLimits {
+        max_bytes: 10,
+        ..UnpackLimits::default()
+    };
+    let fx = Fixture::new();
+    assert!(matches!(
+        unpack_job_input(&archive[..], &fx.dest(), &tight),
+        Err(ArchiveError::TooLarge { limit: 10 })
+    ));
+}

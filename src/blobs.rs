@@ -14,6 +14,14 @@
 //!
 //! Outputs live under their attempt, so a late upload from a worker that was
 //! declared lost can never replace the output of the attempt the job accepted.
+//!
+//! With a local folder, blobs up to [`small::SMALL_BLOB_BYTES`] are rows of
+//! `<folder>/small.sqlite` instead of files (see `small.rs` for why); the keys
+//! are the same.
+
+pub mod small;
+#[cfg(test)]
+mod tests;
 
 use bytes::Bytes;
 use futures::{stream::BoxStream, StreamExt, TryStreamExt};
@@ -21,8 +29,9 @@ use object_store::{
     buffered::BufWriter, local::LocalFileSystem, path::Path as BlobPath, ObjectStore, PutPayload,
 };
 use reconcilers::model::JobId;
+use small::{SmallBlobs, SMALL_BLOB_BYTES};
 use std::{path::Path, sync::Arc};
-use tokio::io::{AsyncRead, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 /// The streams an attempt leaves behind, besides its output archive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +107,9 @@ pub enum BlobError {
 #[derive(Clone)]
 pub struct Blobs {
     store: Arc<dyn ObjectStore>,
+    /// Where small blobs go instead of `store` (local folders only: on S3 every
+    /// controller must see every blob, and a request costs the same either way).
+    small: Option<SmallBlobs>,
     /// On S3: signs URLs that let a client without credentials upload one object.
     signer: Option<Signing>,
 }
@@ -118,6 +130,7 @@ impl Blobs {
     pub fn new(store: Arc<dyn ObjectStore>) -> Blobs {
         Blobs {
             store,
+            small: None,
             signer: None,
         }
     }
@@ -167,7 +180,11 @@ impl Blobs {
             s3,
             prefix: prefix.to_string(),
         });
-        Ok(Blobs { store, signer })
+        Ok(Blobs {
+            store,
+            small: None,
+            signer,
+        })
     }
 
     /// A URL that allows one PUT of `key` for `expires_in`, for a client without
@@ -214,6 +231,11 @@ impl Blobs {
 
     /// The size of a blob, `None` if it does not exist.
     pub async fn size(&self, key: &BlobPath) -> Result<Option<u64>, BlobError> {
+        if let Some(small) = &self.small {
+            if let Some(size) = small.size(key.as_ref()).await? {
+                return Ok(Some(size));
+            }
+        }
         match self.store.head(key).await {
             Ok(meta) => Ok(Some(meta.size)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
@@ -234,18 +256,44 @@ impl Blobs {
             context: format!("opening blob folder {}", dir.display()),
             source,
         })?;
-        Ok(Blobs::new(Arc::new(fs.with_automatic_cleanup(true))))
+        let small = SmallBlobs::open(&dir.join("small.sqlite"))?;
+        Ok(Blobs {
+            small: Some(small),
+            ..Blobs::new(Arc::new(fs.with_automatic_cleanup(true)))
+        })
     }
 
     pub async fn put_bytes(&self, key: &BlobPath, data: Bytes) -> Result<(), BlobError> {
+        if let Some(small) = &self.small {
+            if data.len() <= SMALL_BLOB_BYTES {
+                return small.put(key.as_ref(), data).await;
+            }
+        }
         self.store
             .put(key, PutPayload::from(data))
             .await
-            .map(|_| ())
             .map_err(|source| BlobError::Store {
                 context: format!("writing {key}"),
                 source,
-            })
+            })?;
+        self.forget_small(key).await
+    }
+
+    /// The blob if it is a small one kept in the store's rows, `None` otherwise
+    /// (missing, large, or blobs without rows): then it is to be streamed.
+    pub async fn get_small(&self, key: &BlobPath) -> Result<Option<Bytes>, BlobError> {
+        match &self.small {
+            Some(small) => small.get(key.as_ref()).await,
+            None => Ok(None),
+        }
+    }
+
+    /// After a large put: the row it replaces must not shadow it.
+    async fn forget_small(&self, key: &BlobPath) -> Result<(), BlobError> {
+        match &self.small {
+            Some(small) => small.delete(key.as_ref()).await,
+            None => Ok(()),
+        }
     }
 
     /// Streams `reader` into the blob (multipart for large objects), refusing to
@@ -253,24 +301,50 @@ impl Blobs {
     pub async fn put_reader(
         &self,
         key: &BlobPath,
-        mut reader: impl AsyncRead + Unpin,
+        reader: impl AsyncRead + Unpin,
         limit: u64,
     ) -> Result<u64, BlobError> {
-        let mut writer = BufWriter::new(self.store.clone(), key.clone());
         let io_err = |source| BlobError::Io {
             context: format!("writing {key}"),
             source,
         };
-        let mut limited = tokio::io::AsyncReadExt::take(&mut reader, limit.saturating_add(1));
-        let copied = tokio::io::copy(&mut limited, &mut writer).await;
+        let too_large = || BlobError::TooLarge {
+            key: key.to_string(),
+            limit,
+        };
+        let mut limited = reader.take(limit.saturating_add(1));
+        // Read as much as a small blob may hold: if the stream ends there, it is one.
+        let mut head = Vec::new();
+        let head_cap = if self.small.is_some() {
+            SMALL_BLOB_BYTES as u64 + 1
+        } else {
+            0
+        };
+        (&mut limited)
+            .take(head_cap)
+            .read_to_end(&mut head)
+            .await
+            .map_err(io_err)?;
+        if let (Some(small), true) = (&self.small, head.len() <= SMALL_BLOB_BYTES) {
+            let n = head.len() as u64;
+            if n > limit {
+                return Err(too_large());
+            }
+            small.put(key.as_ref(), head.into()).await?;
+            return Ok(n);
+        }
+        let mut writer = BufWriter::new(self.store.clone(), key.clone());
+        let copied = match writer.write_all(&head).await {
+            Ok(()) => tokio::io::copy(&mut limited, &mut writer)
+                .await
+                .map(|n| n + head.len() as u64),
+            Err(e) => Err(e),
+        };
         let n = match copied {
             Ok(n) if n <= limit => n,
             Ok(_) => {
                 let _ = writer.abort().await;
-                return Err(BlobError::TooLarge {
-                    key: key.to_string(),
-                    limit,
-                });
+                return Err(too_large());
             }
             Err(e) => {
                 let _ = writer.abort().await;
@@ -278,6 +352,7 @@ impl Blobs {
             }
         };
         writer.shutdown().await.map_err(io_err)?;
+        self.forget_small(key).await?;
         Ok(n)
     }
 
@@ -285,6 +360,11 @@ impl Blobs {
         &self,
         key: &BlobPath,
     ) -> Result<BoxStream<'static, std::io::Result<Bytes>>, BlobError> {
+        if let Some(small) = &self.small {
+            if let Some(data) = small.get(key.as_ref()).await? {
+                return Ok(futures::stream::once(async { Ok(data) }).boxed());
+            }
+        }
         match self.store.get(key).await {
             Ok(r) => Ok(r.into_stream().map_err(std::io::Error::other).boxed()),
             Err(object_store::Error::NotFound { .. }) => Err(BlobError::NotFound(key.to_string())),
@@ -298,6 +378,9 @@ impl Blobs {
     /// Deletes everything of a job (abandoned submits).
     pub async fn delete_job(&self, job: &JobId) -> Result<(), BlobError> {
         let prefix = layout::job_prefix(job);
+        if let Some(small) = &self.small {
+            small.delete_under(prefix.as_ref()).await?;
+        }
         let keys: Vec<BlobPath> = self
             .store
             .list(Some(&prefix))
@@ -320,5 +403,26 @@ impl Blobs {
             }
         }
         Ok(())
+    }
+
+    /// Every stored key, in order: what tests and tools check is (or is not) kept.
+    pub async fn keys(&self) -> Result<Vec<String>, BlobError> {
+        let mut keys: Vec<String> = self
+            .store
+            .list(None)
+            .map_ok(|m| m.location.to_string())
+            .try_collect()
+            .await
+            .map_err(|source| BlobError::Store {
+                context: "listing blobs".into(),
+                source,
+            })?;
+        if let Some(small) = &self.small {
+            keys.retain(|k| !k.starts_with("small.sqlite"));
+            keys.extend(small.keys().await?);
+        }
+        keys.sort();
+        keys.dedup();
+        Ok(keys)
     }
 }

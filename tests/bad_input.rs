@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{files_under, http, manifests_dir, read, Controller, TestDir};
+use common::{http, manifests_dir, read, Controller, TestDir};
 use serde_json::json;
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use std::time::Duration;
 fn assert_no_job_created(ctl: &Controller) {
     let jobs = ctl.drover(["jobs", "--json"]).expect_ok("jobs").json();
     assert_eq!(jobs, json!([]), "a job was left behind");
-    let blobs = files_under(&ctl.data_dir.join("blobs"));
+    let blobs = ctl.blob_keys();
     assert!(blobs.is_empty(), "blobs were stored: {blobs:?}");
 }
 

@@ -170,10 +170,11 @@ fn a_quiet_job_uploads_no_empty_logs_and_they_read_as_empty() {
     let id = ctl.submit(&jdl);
     let job = ctl.wait_done(&id, std::time::Duration::from_secs(60));
     assert_eq!(job["state"], "succeeded", "{job:#}");
-    let attempt_dir = ctl.data_dir.join("blobs/jobs").join(&id).join("attempts/1");
-    let stored: Vec<String> = std::fs::read_dir(&attempt_dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", attempt_dir.display()))
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+    let attempt = format!("jobs/{id}/attempts/1/");
+    let stored: Vec<String> = ctl
+        .blob_keys()
+        .into_iter()
+        .filter_map(|k| k.strip_prefix(&attempt).map(str::to_string))
         .collect();
     assert!(
         !stored.iter().any(|n| n == "stdout" || n == "stderr"),

@@ -228,14 +228,9 @@ fn a_worker_frozen_past_the_heartbeat_timeout_loses_its_job_and_its_late_report_
     );
     assert_eq!(job["attempts"][0]["has_output"], false, "{job:#}");
     assert_eq!(job["attempts"][1]["has_output"], true, "{job:#}");
-    let blobs = ctl
-        .data_dir
-        .join("blobs")
-        .join("jobs")
-        .join(&id)
-        .join("attempts");
-    assert!(
-        !blobs.join("1").join("output.tar.gz").exists(),
+    assert_eq!(
+        ctl.blob(&format!("jobs/{id}/attempts/1/output.tar.gz")),
+        None,
         "the stale attempt's output was stored"
     );
     ctl.drover(["fetch", &id, "--out", "out"])

@@ -40,7 +40,7 @@ fn an_input_over_the_controllers_limit_is_refused_before_anything_is_uploaded() 
     assert!(run.stdout.trim().is_empty(), "no job id printed: {run:#?}");
     // Nothing recorded, nothing uploaded.
     let jobs = ctl.jobs();
-    let blobs = files_under(&ctl.data_dir.join("blobs"));
+    let blobs = ctl.blob_keys();
     println!(
         "FIGURES fault=input_over_limit jobs_submitted=1 jobs_recorded={} blobs_stored={} \
          limit_bytes=100000 input_bytes=300000",
@@ -61,15 +61,23 @@ fn an_input_over_the_controllers_limit_is_refused_before_anything_is_uploaded() 
 fn an_output_over_the_limit_fails_the_attempt_saying_so_and_is_not_retried() {
     let dir = TestDir::new();
     let ctl = controller_with_limits(&dir, "max_output_bytes = 20000", &[]);
-    // Random bytes do not compress: the archive is about 200 kB.
+    // 200 kB goes up as an upload of its own; 40 kB rides with the worker's
+    // report (small outputs are attached): the same limit holds for both.
+    for bytes in [200_000, 40_000] {
+        output_over_the_limit(&ctl, &dir, bytes);
+    }
+}
+
+fn output_over_the_limit(ctl: &Controller, dir: &TestDir, bytes: u32) {
+    // Random bytes do not compress: the archive is a little over `bytes`.
     let id = ctl.submit(&dir.write(
-        "big-output.jdl",
-        "[\n  Executable = \"/bin/sh\";\n  Arguments = \"-c 'head -c 200000 /dev/urandom > big.bin'\";\n  OutputSandbox = {\"big.bin\"};\n  ShallowRetryCount = 3;\n]\n",
+        &format!("big-output-{bytes}.jdl"),
+        &format!("[\n  Executable = \"/bin/sh\";\n  Arguments = \"-c 'head -c {bytes} /dev/urandom > big.bin'\";\n  OutputSandbox = {{\"big.bin\"}};\n  ShallowRetryCount = 3;\n]\n"),
     ));
     let job = ctl.wait_done(&id, Duration::from_secs(30));
     let attempts = job["attempts"].as_array().cloned().unwrap_or_default();
     println!(
-        "FIGURES fault=output_over_limit jobs=1 attempts={} state={} limit_bytes=20000 reason={:?}",
+        "FIGURES fault=output_over_limit jobs=1 output_bytes={bytes} attempts={} state={} limit_bytes=20000 reason={:?}",
         attempts.len(),
         job["state"],
         job["reason"].as_str().unwrap_or("")
@@ -83,42 +91,42 @@ fn an_output_over_the_limit_fails_the_attempt_saying_so_and_is_not_retried() {
         "{job:#}"
     );
     assert_eq!(attempts[0]["has_output"], false, "{job:#}");
-    assert!(
-        !ctl.data_dir
-            .join("blobs/jobs")
-            .join(&id)
-            .join("attempts/1/output.tar.gz")
-            .exists(),
+    assert_eq!(
+        ctl.blob(&format!("jobs/{id}/attempts/1/output.tar.gz")),
+        None,
         "the output over the limit was stored"
     );
 }
 
 /// Regression: a log whose upload failed read as empty. Here the controller
-/// refuses a stdout over its limit (413, not retried); the job still succeeds,
-/// its stdout answers that it never arrived, and its empty stderr reads empty.
+/// refuses a stdout over its limit (413, not retried; or, for a log small
+/// enough to ride with the report, not stored); the job still succeeds, its
+/// stdout answers that it never arrived, and its empty stderr reads empty.
 #[test]
 fn a_log_whose_upload_failed_is_reported_missing_not_empty() {
     let dir = TestDir::new();
     let ctl = controller_with_limits(&dir, "max_output_bytes = 20000", &[]);
-    let id = ctl.submit(&dir.write(
-        "loud.jdl",
-        "[\n  Executable = \"/bin/sh\";\n  Arguments = \"-c 'head -c 200000 /dev/zero'\";\n]\n",
-    ));
-    let job = ctl.wait_done(&id, Duration::from_secs(30));
-    assert_eq!(job["state"], "succeeded", "{job:#}");
-    let stdout = ctl.drover(["logs", &id]);
-    assert!(
-        !stdout.ok()
-            && stdout.stderr.contains("attempt 1 ended on worker")
-            && stdout
-                .stderr
-                .contains("its stdout log never reached the controller"),
-        "{stdout:#?}"
-    );
-    let stderr = ctl
-        .drover(["logs", &id, "--stream", "stderr"])
-        .expect_ok("the empty stderr");
-    assert_eq!(stderr.stdout, "", "{stderr:#?}");
+    for bytes in [200_000, 40_000] {
+        let id = ctl.submit(&dir.write(
+            &format!("loud-{bytes}.jdl"),
+            &format!("[\n  Executable = \"/bin/sh\";\n  Arguments = \"-c 'head -c {bytes} /dev/zero'\";\n]\n"),
+        ));
+        let job = ctl.wait_done(&id, Duration::from_secs(30));
+        assert_eq!(job["state"], "succeeded", "{job:#}");
+        let stdout = ctl.drover(["logs", &id]);
+        assert!(
+            !stdout.ok()
+                && stdout.stderr.contains("attempt 1 ended on worker")
+                && stdout
+                    .stderr
+                    .contains("its stdout log never reached the controller"),
+            "{bytes} bytes: {stdout:#?}"
+        );
+        let stderr = ctl
+            .drover(["logs", &id, "--stream", "stderr"])
+            .expect_ok("the empty stderr");
+        assert_eq!(stderr.stdout, "", "{stderr:#?}");
+    }
 }
 
 const WORKER: &str = "quota-1";

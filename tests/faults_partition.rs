@@ -139,12 +139,11 @@ fn a_partitioned_worker_learns_it_was_lost_stops_its_stale_attempt_and_registers
     assert_eq!(ctl.job(&id), job, "a refused report changed the job");
     let refused = ctl.metric("drover_stale_reports_total") - stale_before;
     assert_eq!(refused, 2.0, "both late reports counted as stale");
-    let attempt1 = ctl
-        .data_dir
-        .join("blobs/jobs")
-        .join(&id)
-        .join("attempts/1/output.tar.gz");
-    assert!(!attempt1.exists(), "the late output was stored");
+    assert_eq!(
+        ctl.blob(&format!("jobs/{id}/attempts/1/output.tar.gz")),
+        None,
+        "the late output was stored"
+    );
     ctl.drover(["fetch", &id, "--out", "out"])
         .expect_ok("fetch");
     assert_eq!(

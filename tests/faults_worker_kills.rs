@@ -76,10 +76,8 @@ fn busy_workers(jobs: &[Value]) -> HashSet<String> {
 }
 
 /// The text of `out.txt` in an output archive on disk.
-fn out_txt_of(archive: &Path) -> String {
-    let file = std::fs::File::open(archive)
-        .unwrap_or_else(|e| panic!("opening {}: {e}", archive.display()));
-    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
+fn out_txt_of(archive: &[u8]) -> String {
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(archive));
     for entry in tar.entries().expect("tar entries") {
         let mut entry = entry.expect("a tar entry");
         if entry.path().ok().is_some_and(|p| p.ends_with("out.txt")) {
@@ -88,7 +86,7 @@ fn out_txt_of(archive: &Path) -> String {
             return text;
         }
     }
-    panic!("{} holds no out.txt", archive.display());
+    panic!("the output archive holds no out.txt");
 }
 
 struct Kill {
@@ -197,7 +195,6 @@ fn workers_killed_at_random_moments_of_200_jobs_lose_nothing_and_duplicate_nothi
 
     // Every job succeeded once: one succeeded attempt, the only one with an
     // output, and that output is the one stored and served.
-    let blobs = ctl.data_dir.join("blobs").join("jobs");
     let killed: HashSet<&str> = kills.iter().map(|k| k.worker.as_str()).collect();
     let mut requeues = 0;
     let mut lost_lost = 0;
@@ -216,17 +213,12 @@ fn workers_killed_at_random_moments_of_200_jobs_lose_nothing_and_duplicate_nothi
         let winner = succeeded[0]["number"].as_u64().expect("number");
         for a in attempts {
             let n = a["number"].as_u64().expect("number");
-            let stored = blobs
-                .join(id)
-                .join("attempts")
-                .join(n.to_string())
-                .join("output.tar.gz");
+            let stored = format!("jobs/{id}/attempts/{n}/output.tar.gz");
             assert_eq!(a["has_output"], n == winner, "{job:#}");
             assert_eq!(
-                stored.exists(),
+                ctl.blob(&stored).is_some(),
                 n == winner,
-                "{}: {job:#}",
-                stored.display()
+                "{stored}: {job:#}"
             );
             if a["outcome"] == "worker_lost" {
                 requeues += 1;
@@ -252,11 +244,8 @@ fn workers_killed_at_random_moments_of_200_jobs_lose_nothing_and_duplicate_nothi
             }
         }
         let text = out_txt_of(
-            &blobs
-                .join(id)
-                .join("attempts")
-                .join(winner.to_string())
-                .join("output.tar.gz"),
+            &ctl.blob(&format!("jobs/{id}/attempts/{winner}/output.tar.gz"))
+                .expect("the winner's output"),
         );
         assert_eq!(
             text,

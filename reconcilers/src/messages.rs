@@ -10,6 +10,7 @@
 
 use crate::model::{AttemptOutcome, EmptyLogs, JobId, WorkerId};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// A job a worker holds, fenced by its attempt number.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -51,6 +52,11 @@ pub enum Message {
         /// from older workers' reports: none, then).
         #[serde(default)]
         empty_logs: EmptyLogs,
+        /// Small logs and a small output archive sent with the report instead of
+        /// uploaded one by one: base64, by blob name (`stdout`, `stderr`,
+        /// `worker`, `output`). Stored before the report is applied.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        attached: BTreeMap<String, String>,
     },
     /// A job was cancelled: its worker should stop it.
     Cancel { job: JobId },
@@ -160,6 +166,7 @@ mod tests {
                     stderr: true,
                     ..EmptyLogs::default()
                 },
+                attached: BTreeMap::from([("worker".into(), "aGk=".into())]),
             },
             Message::Cancel {
                 job: JobId::new("j1"),

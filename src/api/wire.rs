@@ -65,6 +65,10 @@ pub struct PingReply {
 pub struct Assignment {
     pub job: JobId,
     pub attempt: u32,
+    /// The input archive itself (base64) when it is small, which saves the
+    /// worker a download; absent, the worker fetches `GET /v1/jobs/{id}/input`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<String>,
 }
 
 /// `POST /v1/batches`: how many job ids to allocate at once.

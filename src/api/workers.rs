@@ -21,15 +21,20 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
+use base64::Engine as _;
 use bytes::Bytes;
 use futures::TryStreamExt;
+use object_store::path::Path as BlobPath;
 use reconcilers::{
     jobs::{self, Report},
     messages::{HeldJob, Message},
-    model::{Instance, InstanceId, InstanceState, JobState, Worker, WorkerId, WorkerState},
+    model::{Instance, InstanceId, InstanceState, JobId, JobState, Worker, WorkerId, WorkerState},
 };
 use serde::Deserialize;
-use std::{collections::HashSet, time::Duration};
+use std::{
+    collections::{BTreeMap, HashSet},
+    time::Duration,
+};
 
 /// `POST /v1/workers/register`: a worker (new, or back after being declared lost).
 pub async fn register(
@@ -145,9 +150,10 @@ pub async fn message(
             reason,
             has_output,
             empty_logs,
+            attached,
         } => {
             known_worker(&c, &worker).await?;
-            let report = Report {
+            let mut report = Report {
                 worker,
                 attempt,
                 outcome,
@@ -156,6 +162,9 @@ pub async fn message(
                 has_output,
                 empty_logs,
             };
+            if !attached.is_empty() {
+                store_attached(&c, &job, &mut report, attached).await?;
+            }
             let now = c.now();
             let job = c
                 .change_job(&job, |j| jobs::finish(j, &report, now))
@@ -181,6 +190,56 @@ pub async fn message(
             tracing::info!(kind, detail, "ignored an unknown message");
             Ok(StatusCode::ACCEPTED.into_response())
         }
+    }
+}
+
+/// Stores what a report carries (small logs, a small output archive) before
+/// the report is applied, fenced as an upload is: only the worker holding the
+/// current attempt. An output over the limit fails the attempt, saying so, as
+/// a refused upload does.
+async fn store_attached(
+    c: &Ctx,
+    id: &JobId,
+    report: &mut Report,
+    attached: BTreeMap<String, String>,
+) -> Result<(), ApiError> {
+    let job = load_job(c, id).await?;
+    refused_is_stale(jobs::check_current(&job, &report.worker, report.attempt).map(|()| job))?;
+    let limit = c.config.max_output_bytes;
+    for (blob, text) in attached {
+        let key = attempt_blob_key(id, report.attempt, &blob)?;
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(&text)
+            .map_err(|e| ApiError::bad_request(format!("attached `{blob}` is not base64: {e}")))?;
+        if data.len() as u64 > limit {
+            let why = format!(
+                "{blob} of job {id} attempt {} is over the limit of {limit} bytes",
+                report.attempt
+            );
+            if blob == "output" {
+                report.outcome = reconcilers::model::AttemptOutcome::Failed;
+                report.reason = Some(format!("the output archive was refused: {why}"));
+                report.has_output = false;
+            } else {
+                tracing::warn!(job = %id, "{why}: not stored");
+            }
+            continue;
+        }
+        c.blobs.put_bytes(&key, data.into()).await?;
+    }
+    Ok(())
+}
+
+/// The key of an attempt's blob named by a worker: its output or a log.
+fn attempt_blob_key(id: &JobId, attempt: u32, blob: &str) -> Result<BlobPath, ApiError> {
+    match blob {
+        "output" => Ok(layout::output(id, attempt)),
+        other => match LogStream::parse(other) {
+            Some(stream) => Ok(layout::log(id, attempt, stream)),
+            None => Err(ApiError::bad_request(format!(
+                "`{other}` is not an attempt blob"
+            ))),
+        },
     }
 }
 
@@ -278,7 +337,7 @@ pub async fn assignments(
     let deadline = tokio::time::Instant::now() + wait;
     let notify = c.wake.worker(&worker);
     loop {
-        let found: Vec<Assignment> = c
+        let mut found: Vec<Assignment> = c
             .store
             .jobs_on_worker(&worker)
             .await?
@@ -288,11 +347,19 @@ pub async fn assignments(
                 j.current_attempt().map(|a| Assignment {
                     job: j.id.clone(),
                     attempt: a.number,
+                    input: None,
                 })
             })
             .collect();
         let now = tokio::time::Instant::now();
         if !found.is_empty() || now >= deadline {
+            for a in &mut found {
+                a.input = c
+                    .blobs
+                    .get_small(&layout::input(&a.job))
+                    .await?
+                    .map(|data| base64::engine::general_purpose::STANDARD.encode(data));
+            }
             return Ok(Json(found));
         }
         // Woken when the jobs loop assigns to this worker; the periodic look
@@ -341,17 +408,7 @@ pub async fn upload_attempt_blob(
     same_worker(&me, &q.worker)?;
     let id = parse_job_id(&id)?;
     known_worker(&c, &q.worker).await?;
-    let key = match blob.as_str() {
-        "output" => layout::output(&id, attempt),
-        other => match LogStream::parse(other) {
-            Some(stream) => layout::log(&id, attempt, stream),
-            None => {
-                return Err(ApiError::bad_request(format!(
-                    "`{other}` is not an attempt blob"
-                )))
-            }
-        },
-    };
+    let key = attempt_blob_key(&id, attempt, &blob)?;
     let job = load_job(&c, &id).await?;
     refused_is_stale(jobs::check_current(&job, &q.worker, attempt).map(|()| job))?;
     let reader =

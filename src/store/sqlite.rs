@@ -240,6 +240,14 @@ fn resolve(context: &str, failure: Failure) -> StoreError {
 }
 
 fn configure(conn: &mut Connection) -> Res<()> {
+    tune(conn)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+/// The settings every SQLite file of drover's is opened with (the store, and the
+/// small blobs of `blobs/small.rs`).
+pub(crate) fn tune(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     // WAL lets readers go on while one connection writes, and lets two controllers
     // share the file. With WAL, synchronous=NORMAL keeps every committed transaction
@@ -250,12 +258,10 @@ fn configure(conn: &mut Connection) -> Res<()> {
     if mode != "wal" && mode != "memory" {
         tracing::warn!(
             mode,
-            "the store's file system refused WAL; controllers will wait on each other more"
+            "the file system refused SQLite's WAL; controllers will wait on each other more"
         );
     }
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    conn.set_prepared_statement_cache_capacity(64);
-    Ok(())
+    conn.pragma_update(None, "synchronous", "NORMAL")
 }
 
 fn migrate(conn: &mut Connection) -> Res<()> {

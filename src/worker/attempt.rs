@@ -8,19 +8,74 @@ use super::{
 };
 use crate::{
     api::wire::Assignment,
-    archive::{unpack_tar_gz_file, UnpackLimits},
+    archive::{unpack_job_input, OwnFiles, UnpackLimits, DROVER_DIR},
     client::{Client, ClientError},
 };
 use backon::{ExponentialBuilder, Retryable};
+use base64::Engine as _;
 use futures::StreamExt;
 use reconcilers::{
     jdl,
     messages::Message,
     model::{AttemptOutcome, EmptyLogs, JobId, WorkerId},
 };
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
+
+/// Where an attempt's input archive is: in the assignment, or downloaded.
+enum Input {
+    Inline(Vec<u8>),
+    File(PathBuf),
+}
+
+impl Input {
+    /// Unpacks into the sandbox `into`; returns drover's own files (the JDL).
+    fn unpack_into(self, into: &Path) -> Result<OwnFiles, String> {
+        let limits = UnpackLimits::default();
+        let unpacked = match self {
+            Input::Inline(data) => unpack_job_input(&data[..], into, &limits),
+            Input::File(path) => {
+                let file = std::fs::File::open(&path)
+                    .map_err(|e| format!("opening {}: {e}", path.display()))?;
+                let unpacked = unpack_job_input(std::io::BufReader::new(file), into, &limits);
+                let _ = std::fs::remove_file(&path);
+                unpacked
+            }
+        };
+        unpacked.map(|(_, own)| own).map_err(|e| e.to_string())
+    }
+}
+
+/// Logs and output archives up to this size go with the report instead of as
+/// uploads of their own: one request per quiet job instead of up to five.
+const ATTACH_MAX_BYTES: u64 = 64 * 1024;
+
+enum Small {
+    Empty,
+    Data(Vec<u8>),
+    Large,
+}
+
+/// A missing file reads as empty (the program never started); one that cannot
+/// be read is left to the upload, which says why.
+fn read_if_small(path: &Path) -> Small {
+    match std::fs::metadata(path) {
+        Err(_) => Small::Empty,
+        Ok(m) if m.len() == 0 => Small::Empty,
+        Ok(m) if m.len() > ATTACH_MAX_BYTES => Small::Large,
+        Ok(_) => std::fs::read(path).map_or(Small::Large, Small::Data),
+    }
+}
+
+fn encode(data: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
 
 pub struct AttemptContext {
     pub client: Client,
@@ -101,7 +156,7 @@ impl AttemptContext {
         let paths = AttemptPaths {
             root: dir.to_path_buf(),
         };
-        let prepared = self.prepare(&a.job, dir).await;
+        let prepared = self.prepare(a, dir).await;
         let job = match prepared {
             Ok(job) => job,
             Err(reason) => return sandbox::failed_before_run(&paths, reason).await,
@@ -132,7 +187,7 @@ impl AttemptContext {
         result
     }
 
-    async fn prepare(&self, job: &JobId, dir: &Path) -> Result<jdl::JobDescription, String> {
+    async fn prepare(&self, a: &Assignment, dir: &Path) -> Result<jdl::JobDescription, String> {
         // Left by an earlier run of this worker that died before cleaning up.
         remove_attempt_dir(dir)
             .await
@@ -141,23 +196,31 @@ impl AttemptContext {
         tokio::fs::create_dir_all(&sandbox_dir)
             .await
             .map_err(|e| format!("creating the sandbox {}: {e}", sandbox_dir.display()))?;
-        let archive = dir.join("input.tar.gz");
-        self.download_input(job, &archive)
-            .await
-            .map_err(|e| format!("downloading the input archive: {e}"))?;
+        // A small input came with the assignment; a large one is downloaded.
+        let input = match &a.input {
+            Some(text) => Input::Inline(
+                base64::engine::general_purpose::STANDARD
+                    .decode(text)
+                    .map_err(|e| format!("the assignment's input archive is not base64: {e}"))?,
+            ),
+            None => {
+                let archive = dir.join("input.tar.gz");
+                self.download_input(&a.job, &archive)
+                    .await
+                    .map_err(|e| format!("downloading the input archive: {e}"))?;
+                Input::File(archive)
+            }
+        };
         let into = sandbox_dir.clone();
-        let unpacked = tokio::task::spawn_blocking(move || {
-            unpack_tar_gz_file(&archive, &into, &UnpackLimits::default()).map_err(|e| e.to_string())
-        })
-        .await
-        .map_err(|e| format!("unpacking the input archive: {e}"))?;
-        unpacked.map_err(|e| format!("refusing the input archive: {e}"))?;
-        let jdl_path = sandbox_dir.join(".drover").join("job.jdl");
-        let text = tokio::fs::read(&jdl_path)
+        let unpacked = tokio::task::spawn_blocking(move || input.unpack_into(&into))
             .await
-            .map_err(|e| format!("the input archive has no .drover/job.jdl: {e}"))?;
-        // The JDL travels with the input but is not the job's business.
-        let _ = remove_attempt_dir(&sandbox_dir.join(".drover")).await;
+            .map_err(|e| format!("unpacking the input archive: {e}"))?;
+        let mut own = unpacked.map_err(|e| format!("refusing the input archive: {e}"))?;
+        // The JDL travels with the input but is not the job's business: the
+        // unpack kept it out of the sandbox.
+        let text = own
+            .remove(&format!("{DROVER_DIR}/job.jdl"))
+            .ok_or_else(|| format!("the input archive has no {DROVER_DIR}/job.jdl"))?;
         let text = String::from_utf8(text).map_err(|_| "job.jdl is not UTF-8".to_string())?;
         match jdl::parse_job(&text) {
             Ok((job, _)) => Ok(job),
@@ -221,22 +284,36 @@ impl AttemptContext {
         // An empty log is not uploaded (a quiet job saves three requests): the
         // report says which were empty, and the controller answers those as
         // empty. A log whose upload failed is not among them: it reads as lost.
+        // Small logs and a small output ride with the report itself.
         let mut empty_logs = EmptyLogs::default();
+        let mut attached = BTreeMap::new();
         for (blob, path, empty) in [
             ("stdout", &result.stdout, &mut empty_logs.stdout),
             ("stderr", &result.stderr, &mut empty_logs.stderr),
             ("worker", &result.worker_log, &mut empty_logs.worker),
         ] {
-            *empty = std::fs::metadata(path).map_or(true, |m| m.len() == 0);
-            if !*empty {
-                if let Err(e) = self.upload_file(a, blob, path).await {
-                    tracing::warn!(job = %a.job, blob, error = %e, "uploading a log");
+            match read_if_small(path) {
+                Small::Empty => *empty = true,
+                Small::Data(data) => {
+                    attached.insert(blob.to_string(), encode(&data));
+                }
+                Small::Large => {
+                    if let Err(e) = self.upload_file(a, blob, path).await {
+                        tracing::warn!(job = %a.job, blob, error = %e, "uploading a log");
+                    }
                 }
             }
         }
         let mut has_output = false;
         if let Some(archive) = result.output_archive.clone() {
-            match self.upload_file(a, "output", &archive).await {
+            let upload = match read_if_small(&archive) {
+                Small::Data(data) => {
+                    attached.insert("output".to_string(), encode(&data));
+                    Ok(())
+                }
+                Small::Empty | Small::Large => self.upload_file(a, "output", &archive).await,
+            };
+            match upload {
                 Ok(()) => has_output = true,
                 Err(e) if e.status() == Some(reqwest::StatusCode::CONFLICT) => {
                     tracing::info!(job = %a.job, attempt = a.attempt, error = %e, "output refused: the attempt is stale");
@@ -265,6 +342,7 @@ impl AttemptContext {
             reason: result.reason.clone(),
             has_output,
             empty_logs,
+            attached,
         };
         let sent = (|| self.client.message::<serde_json::Value>(&msg))
             .retry(retry_policy())

@@ -446,6 +446,30 @@ impl Controller {
         }
     }
 
+    /// Every blob key the controller stored (files and the small blobs' rows).
+    pub fn blob_keys(&self) -> Vec<String> {
+        block_on(self.blobs().keys()).expect("listing the blobs")
+    }
+
+    /// A stored blob's bytes, `None` if it is not stored.
+    pub fn blob(&self, key: &str) -> Option<Vec<u8>> {
+        use futures::TryStreamExt;
+        let key = object_store::path::Path::from(key);
+        block_on(async {
+            let stream = match self.blobs().get_stream(&key).await {
+                Ok(stream) => stream,
+                Err(drover::blobs::BlobError::NotFound(_)) => return None,
+                Err(e) => panic!("reading blob {key}: {e}"),
+            };
+            let chunks: Vec<bytes::Bytes> = stream.try_collect().await.expect("blob bytes");
+            Some(chunks.concat())
+        })
+    }
+
+    fn blobs(&self) -> drover::blobs::Blobs {
+        drover::blobs::Blobs::local(&self.data_dir.join("blobs")).expect("opening the blobs")
+    }
+
     pub fn log_text(&self) -> String {
         fs::read_to_string(self.log.path()).unwrap_or_default()
     }
