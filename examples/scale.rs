@@ -30,6 +30,9 @@ const TICKS: usize = 5;
 /// Store ticks: children per way of reading, run by turns.
 const ROUNDS: usize = 2;
 const HEARTBEAT_MS: u64 = 15_000;
+/// No prefetch: "fleet full" is every slot running a job (with prefetch, a
+/// full fleet also holds a waiting job per slot: twice the jobs on workers).
+const PREFETCH: u32 = 0;
 /// One queued job in this many was requeued (its worker was lost): it has an
 /// attempt and is queued later than all the others, yet is dispatched first.
 const REQUEUED_EVERY: usize = 97;
@@ -86,6 +89,7 @@ fn main() -> anyhow::Result<()> {
             jobs: &jobs,
             workers: &workers,
             heartbeat_timeout_ms: HEARTBEAT_MS,
+            prefetch_per_slot: PREFETCH,
         });
         assert!(plan.writes.is_empty());
     });
@@ -100,6 +104,7 @@ fn main() -> anyhow::Result<()> {
             jobs: &freed,
             workers: &workers,
             heartbeat_timeout_ms: HEARTBEAT_MS,
+            prefetch_per_slot: PREFETCH,
         });
         assert_eq!(plan.assigned.len(), n_workers.min(n_jobs - busy));
     });
@@ -233,12 +238,13 @@ fn decide(jobs: &[Job], workers: &[Worker], now: Timestamp) -> jobs::JobsPlan {
         jobs,
         workers,
         heartbeat_timeout_ms: HEARTBEAT_MS,
+        prefetch_per_slot: PREFETCH,
     })
 }
 
 fn wanted(workers: &[Worker], now: Timestamp) -> drover::store::QueuedWanted {
     let workers = workers.to_vec();
-    Box::new(move |on_workers| free_slots(&workers, on_workers, now, HEARTBEAT_MS))
+    Box::new(move |on_workers| free_slots(&workers, on_workers, now, HEARTBEAT_MS, PREFETCH))
 }
 
 /// Puts assigned jobs back in the queue as they were before their assignment
@@ -377,7 +383,9 @@ async fn store_tick(
     let (plan, counts, read_ms) = if view {
         let w = Arc::clone(&workers);
         let read = store
-            .dispatch_view(Box::new(move |on| free_slots(&w, on, now, HEARTBEAT_MS)))
+            .dispatch_view(Box::new(move |on| {
+                free_slots(&w, on, now, HEARTBEAT_MS, PREFETCH)
+            }))
             .await?;
         let read_ms = ms(t0);
         (decide(read.jobs(), &workers, now), *read.counts(), read_ms)

@@ -25,20 +25,30 @@ pub fn dispatch_order(a: &Job, b: &Job) -> Ordering {
     dispatch_key(a).cmp(&dispatch_key(b))
 }
 
-/// How many queued jobs the jobs reconciler can hand out at `now`: the free slots
-/// of the workers it trusts, once the jobs on them (`on_workers`, every job
-/// assigned or running) are counted. The store reads this many queued jobs.
+/// How many jobs a worker may hold (assigned or running): one per slot, plus
+/// `prefetch_per_slot` per slot waiting there for a slot to free, so that a
+/// worker starts its next job as soon as one ends instead of a tick later.
+/// Prefetched jobs move to an idle worker when the queue runs dry
+/// (`jobs::reconcile`).
+pub fn capacity(w: &Worker, prefetch_per_slot: u32) -> u32 {
+    w.slots.saturating_mul(prefetch_per_slot.saturating_add(1))
+}
+
+/// How many queued jobs the jobs reconciler can hand out at `now`: the room
+/// (`capacity`) of the workers it trusts, once the jobs on them (`on_workers`,
+/// every job assigned or running) are counted. The store reads this many queued jobs.
 pub fn free_slots(
     workers: &[Worker],
     on_workers: &[Job],
     now: Timestamp,
     heartbeat_timeout_ms: u64,
+    prefetch_per_slot: u32,
 ) -> usize {
     // Keyed by id as the reconciler's own map is: a duplicate id counts once.
     let alive: HashMap<&WorkerId, u32> = workers
         .iter()
         .filter(|w| worker_alive(w, now, heartbeat_timeout_ms))
-        .map(|w| (&w.id, w.slots))
+        .map(|w| (&w.id, capacity(w, prefetch_per_slot)))
         .collect();
     let mut used: HashMap<&WorkerId, u32> = HashMap::new();
     for w in on_workers.iter().filter_map(Job::worker) {
@@ -48,7 +58,7 @@ pub fn free_slots(
     }
     alive
         .iter()
-        .map(|(w, slots)| slots.saturating_sub(used.get(w).copied().unwrap_or(0)) as usize)
+        .map(|(w, room)| room.saturating_sub(used.get(w).copied().unwrap_or(0)) as usize)
         .sum()
 }
 

@@ -109,9 +109,9 @@ fn free_slots_are_those_of_live_workers_less_their_jobs() {
         on_worker("d", 0, "w2", JobState::Running),
         on_worker("e", 0, "dead", JobState::Running),
     ];
-    assert_eq!(free_slots(&workers, &on, NOW, HB), 3);
-    assert_eq!(free_slots(&workers, &[], NOW, HB), 6);
-    assert_eq!(free_slots(&[], &on, NOW, HB), 0);
+    assert_eq!(free_slots(&workers, &on, NOW, HB, 0), 3);
+    assert_eq!(free_slots(&workers, &[], NOW, HB, 0), 6);
+    assert_eq!(free_slots(&[], &on, NOW, HB, 0), 0);
 }
 
 /// Jobs of every kind the reconciler meets: first tries and requeued jobs queued
@@ -150,6 +150,7 @@ proptest! {
     fn reconciling_the_view_decides_as_reconciling_every_active_job(
         workers_spec in proptest::collection::vec((0u32..5, any::<bool>()), 0..6),
         jobs in arb_jobs(6),
+        prefetch in 0u32..3,
     ) {
         let workers: Vec<Worker> = workers_spec.iter().enumerate()
             .map(|(i, (slots, alive))| worker(&format!("w{i}"), *slots, *alive))
@@ -159,14 +160,15 @@ proptest! {
         jobs.sort_by(|a, b| (a.queued_at, &a.id).cmp(&(b.queued_at, &b.id)));
         let snapshot = |jobs: &[Job]| reconcile(&JobsSnapshot {
             now: NOW, jobs, workers: &workers, heartbeat_timeout_ms: HB,
+            prefetch_per_slot: prefetch,
         });
         let full = snapshot(&jobs);
-        let view = DispatchView::from_active(jobs.clone(), |on| free_slots(&workers, on, NOW, HB));
+        let view = DispatchView::from_active(jobs.clone(), |on| free_slots(&workers, on, NOW, HB, prefetch));
         prop_assert_eq!(&snapshot(view.jobs()), &full);
         let whole = full_view(&jobs);
         prop_assert_eq!(view.counts(), whole.counts());
         prop_assert_eq!(view.counts(), &JobCounts::of(&jobs));
         // Never more queued jobs read than there are free slots.
-        prop_assert!(view.queued().len() <= free_slots(&workers, view.on_workers(), NOW, HB));
+        prop_assert!(view.queued().len() <= free_slots(&workers, view.on_workers(), NOW, HB, prefetch));
     }
 }

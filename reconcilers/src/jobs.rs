@@ -253,6 +253,10 @@ pub struct JobsSnapshot<'a> {
     pub workers: &'a [Worker],
     /// A worker that has not pinged for this long is lost.
     pub heartbeat_timeout_ms: u64,
+    /// Jobs a worker may hold per slot beyond the one running there, waiting
+    /// for the slot: it then starts the next job without waiting for a tick
+    /// (see `dispatch::capacity`).
+    pub prefetch_per_slot: u32,
 }
 
 /// What the jobs loop decided.
@@ -304,51 +308,126 @@ pub fn reconcile(s: &JobsSnapshot) -> JobsPlan {
         }
     }
 
-    // Free slots, most free first, so that work spreads over the fleet.
-    let mut free: Vec<(&WorkerId, u32)> = alive
+    let used_on = |w: &WorkerId| used.get(w).copied().unwrap_or(0);
+    // Free slots first, then the room to prefetch (jobs waiting on a worker for
+    // its next free slot): an idle worker gets work before a busy one queues it.
+    let free = room(&alive, |w| w.slots.saturating_sub(used_on(&w.id)));
+    let prefetch = room(&alive, |w| {
+        crate::dispatch::capacity(w, s.prefetch_per_slot)
+            .saturating_sub(used_on(&w.id).max(w.slots))
+    });
+    let capacity: u32 = free.iter().chain(&prefetch).map(|(_, n)| n).sum();
+    let take = (capacity as usize).min(queued.len());
+    if take > 0 {
+        // Work that already started once (requeued from a lost worker, or retried)
+        // goes first, then the oldest: a lost worker's jobs run elsewhere within a
+        // tick even behind a long queue (`dispatch::dispatch_order`, which the stores'
+        // bounded reads follow too). Only the first `take` jobs matter: a partial
+        // selection, not a full sort, keeps the tick cheap when 100,000 jobs wait.
+        let by_age = |a: &&Job, b: &&Job| crate::dispatch::dispatch_order(a, b);
+        if take < queued.len() {
+            queued.select_nth_unstable_by(take, by_age);
+            queued.truncate(take);
+        }
+        queued.sort_by(by_age);
+        let mut order = round_robin(free, take);
+        let rest = take - order.len();
+        order.extend(round_robin(prefetch, rest));
+        for (job, worker) in queued.iter().zip(order) {
+            plan.writes.push(assign(job, worker, s.now));
+            plan.assigned.push((job.id.clone(), worker.clone()));
+        }
+    }
+    steal_prefetched(s, &alive, &used, &mut plan);
+    plan
+}
+
+/// Each worker's room by `room_of`, most room first (work spreads over the
+/// fleet), workers without room left out.
+fn room<'a>(
+    alive: &HashMap<&'a WorkerId, &'a Worker>,
+    room_of: impl Fn(&Worker) -> u32,
+) -> Vec<(&'a WorkerId, u32)> {
+    let mut room: Vec<(&WorkerId, u32)> = alive
         .values()
-        .map(|w| {
-            (
-                &w.id,
-                w.slots
-                    .saturating_sub(used.get(&w.id).copied().unwrap_or(0)),
-            )
-        })
+        .map(|w| (&w.id, room_of(w)))
         .filter(|(_, n)| *n > 0)
         .collect();
-    if free.is_empty() || queued.is_empty() {
-        return plan;
-    }
-    free.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
-    let capacity: u32 = free.iter().map(|(_, n)| n).sum();
-    let take = (capacity as usize).min(queued.len());
-    // Work that already started once (requeued from a lost worker, or retried)
-    // goes first, then the oldest: a lost worker's jobs run elsewhere within a
-    // tick even behind a long queue (`dispatch::dispatch_order`, which the stores'
-    // bounded reads follow too). Only the first `take` jobs matter: a partial
-    // selection, not a full sort, keeps the tick cheap when 100,000 jobs wait.
-    let by_age = |a: &&Job, b: &&Job| crate::dispatch::dispatch_order(a, b);
-    if take < queued.len() {
-        queued.select_nth_unstable_by(take, by_age);
-        queued.truncate(take);
-    }
-    queued.sort_by(by_age);
-    // Round-robin over workers: interleave one slot of each worker at a time.
-    let mut order: Vec<&WorkerId> = Vec::with_capacity(take);
-    while order.len() < take {
-        for (w, n) in free.iter_mut().filter(|(_, n)| *n > 0) {
-            if order.len() == take {
+    room.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    room
+}
+
+/// Up to `limit` workers, one slot of each in turn.
+fn round_robin(mut room: Vec<(&WorkerId, u32)>, limit: usize) -> Vec<&WorkerId> {
+    let total: u32 = room.iter().map(|(_, n)| n).sum();
+    let limit = limit.min(total as usize);
+    let mut order = Vec::with_capacity(limit);
+    while order.len() < limit {
+        for (w, n) in room.iter_mut().filter(|(_, n)| *n > 0) {
+            if order.len() == limit {
                 break;
             }
-            order.push(w);
+            order.push(*w);
             *n -= 1;
         }
     }
-    for (job, worker) in queued.into_iter().zip(order) {
-        plan.writes.push(assign(job, worker, s.now));
-        plan.assigned.push((job.id.clone(), worker.clone()));
+    order
+}
+
+/// When the queue ran dry with slots still free somewhere, prefetched jobs
+/// (assigned to a worker whose slots are all taken, so not yet started) move
+/// to the free slots: prefetch must never leave a worker idle while a job
+/// waits on another. The move is a conditional write like any other: if the
+/// first worker started the job meanwhile, the move is refused; if the move
+/// lands first, that worker's `started` is refused and it never runs it.
+fn steal_prefetched(
+    s: &JobsSnapshot,
+    alive: &HashMap<&WorkerId, &Worker>,
+    used: &HashMap<&WorkerId, u32>,
+    plan: &mut JobsPlan,
+) {
+    // This tick's assignments count as used already.
+    let mut assigned_to: HashMap<&WorkerId, u32> = HashMap::new();
+    for (_, w) in &plan.assigned {
+        if let Some((id, _)) = alive.get_key_value(w) {
+            *assigned_to.entry(*id).or_default() += 1;
+        }
     }
-    plan
+    let used_on =
+        |w: &WorkerId| used.get(w).copied().unwrap_or(0) + assigned_to.get(w).copied().unwrap_or(0);
+    let idle = room(alive, |w| w.slots.saturating_sub(used_on(&w.id)));
+    let idle_slots: u32 = idle.iter().map(|(_, n)| n).sum();
+    if idle_slots == 0 {
+        return;
+    }
+    // On each worker over its slots, its most recently assigned jobs wait longest.
+    let mut waiting: Vec<&Job> = Vec::new();
+    for w in alive.values() {
+        let excess = used_on(&w.id).saturating_sub(w.slots) as usize;
+        if excess == 0 {
+            continue;
+        }
+        let mut mine: Vec<&Job> = s
+            .jobs
+            .iter()
+            .filter(|j| j.state == JobState::Assigned && j.worker() == Some(&w.id))
+            .collect();
+        mine.sort_by_key(|j| std::cmp::Reverse(j.current_attempt().map(|a| a.assigned_at)));
+        waiting.extend(mine.into_iter().take(excess));
+    }
+    waiting.sort_by(|a, b| crate::dispatch::dispatch_order(a, b));
+    for (job, to) in waiting
+        .into_iter()
+        .zip(round_robin(idle, idle_slots as usize))
+    {
+        let mut next = job.clone();
+        if let Some(a) = next.current_attempt_mut() {
+            a.worker = to.clone();
+            a.assigned_at = s.now;
+        }
+        plan.writes.push(next);
+        plan.assigned.push((job.id.clone(), to.clone()));
+    }
 }
 
 #[cfg(test)]

@@ -54,12 +54,77 @@ fn written(c: Result<Change, Refusal>) -> Job {
 }
 
 fn reconcile_at_100(jobs: &[Job], workers: &[Worker]) -> JobsPlan {
+    prefetching_at_100(jobs, workers, 0)
+}
+
+fn prefetching_at_100(jobs: &[Job], workers: &[Worker], prefetch_per_slot: u32) -> JobsPlan {
     reconcile(&JobsSnapshot {
         now: Timestamp(100),
         jobs,
         workers,
         heartbeat_timeout_ms: HB,
+        prefetch_per_slot,
     })
+}
+
+fn assigned_to(plan: &JobsPlan) -> Vec<(&str, &str)> {
+    plan.assigned
+        .iter()
+        .map(|(j, w)| (j.as_str(), w.as_str()))
+        .collect()
+}
+
+#[test]
+fn free_slots_fill_first_then_each_slot_prefetches_one_job() {
+    let workers = [worker("busy", 2, 90), worker("idle", 2, 90)];
+    let mut jobs = vec![
+        on_worker("r1", "busy", JobState::Running),
+        on_worker("r2", "busy", JobState::Running),
+    ];
+    jobs.extend((1..=7).map(|i| queued(&format!("q{i}"), i)));
+    let plan = prefetching_at_100(&jobs, &workers, 1);
+    // The idle worker's two free slots take the two oldest; then two waiting
+    // jobs per worker (2 slots x 1); the seventh job stays queued.
+    assert_eq!(
+        assigned_to(&plan),
+        [
+            ("q1", "idle"),
+            ("q2", "idle"),
+            ("q3", "busy"),
+            ("q4", "idle"),
+            ("q5", "busy"),
+            ("q6", "idle"),
+        ]
+    );
+    assert_eq!(prefetching_at_100(&jobs, &workers, 0).assigned.len(), 2);
+}
+
+#[test]
+fn a_prefetched_job_moves_to_an_idle_worker_when_the_queue_is_empty() {
+    let workers = [worker("busy", 1, 90), worker("idle", 1, 90)];
+    let waiting = on_worker("waiting", "busy", JobState::Assigned);
+    let jobs = vec![on_worker("r1", "busy", JobState::Running), waiting.clone()];
+    let plan = prefetching_at_100(&jobs, &workers, 1);
+    assert_eq!(assigned_to(&plan), [("waiting", "idle")]);
+    let moved = &plan.writes[0];
+    assert_eq!(moved.state, JobState::Assigned);
+    assert_eq!(moved.version, waiting.version, "a conditional write");
+    let attempt = moved.current_attempt().expect("attempt");
+    assert_eq!(attempt.number, 1, "the same attempt, on another worker");
+    assert_eq!(attempt.worker, WorkerId::new("idle"));
+    // The busy worker can no longer start it; the idle one can.
+    assert!(check_current(moved, &WorkerId::new("busy"), 1).is_err());
+    assert!(check_current(moved, &WorkerId::new("idle"), 1).is_ok());
+}
+
+#[test]
+fn a_job_assigned_within_its_workers_slots_is_about_to_start_and_stays() {
+    let workers = [worker("w1", 2, 90), worker("idle", 1, 90)];
+    let jobs = vec![
+        on_worker("r1", "w1", JobState::Running),
+        on_worker("next", "w1", JobState::Assigned),
+    ];
+    assert_eq!(prefetching_at_100(&jobs, &workers, 1), JobsPlan::default());
 }
 
 #[test]
@@ -105,6 +170,7 @@ fn work_spreads_over_workers_and_never_exceeds_their_slots() {
         jobs: &all,
         workers: &workers,
         heartbeat_timeout_ms: HB,
+        prefetch_per_slot: 0,
     });
     let on = |w: &str| {
         plan.assigned
@@ -124,6 +190,7 @@ fn lost_worker_jobs_are_requeued_with_next_attempt() {
         jobs: &jobs,
         workers: &workers,
         heartbeat_timeout_ms: HB,
+        prefetch_per_slot: 0,
     });
     assert_eq!(plan.lost_workers, vec![WorkerId::new("w1")]);
     let j = &plan.writes[0];
@@ -142,6 +209,7 @@ fn jobs_of_an_unknown_worker_are_requeued() {
         jobs: &jobs,
         workers: &[],
         heartbeat_timeout_ms: HB,
+        prefetch_per_slot: 0,
     });
     assert_eq!(plan.writes[0].state, JobState::Queued);
 }
@@ -307,7 +375,7 @@ proptest! {
                 jobs.push(on_worker(&format!("r{k}"), &format!("w{w}"), JobState::Running));
             }
         }
-        let plan = reconcile(&JobsSnapshot { now, jobs: &jobs, workers: &workers, heartbeat_timeout_ms: HB });
+        let plan = reconcile(&JobsSnapshot { now, jobs: &jobs, workers: &workers, heartbeat_timeout_ms: HB, prefetch_per_slot: 0 });
         let mut ids = std::collections::HashSet::new();
         for j in &plan.writes {
             prop_assert!(ids.insert(j.id.clone()), "job written twice");

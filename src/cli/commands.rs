@@ -203,6 +203,9 @@ fn controller_config(flags: &ControllerFlags) -> anyhow::Result<ControllerConfig
     if let Some(v) = flags.slots_per_worker {
         c.fleet.slots_per_worker = v;
     }
+    if let Some(v) = flags.prefetch_per_slot {
+        c.prefetch_per_slot = v;
+    }
     if let Some(v) = flags.idle_timeout {
         c.fleet.idle_timeout_ms = v.as_millis() as u64;
     }

@@ -84,6 +84,10 @@ pub struct ControllerFlags {
     /// Jobs one worker runs at once (default: the number of cores).
     #[arg(long)]
     slots_per_worker: Option<u32>,
+    /// Jobs a worker holds per slot beyond the running one, started as soon as
+    /// the slot frees (default 1; 0 turns prefetching off).
+    #[arg(long)]
+    prefetch_per_slot: Option<u32>,
     /// How long a worker may idle before it is stopped (above min-workers).
     #[arg(long, value_parser = parse_duration)]
     idle_timeout: Option<Duration>,

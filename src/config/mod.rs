@@ -100,6 +100,8 @@ pub struct FleetFile {
     pub min_workers: Option<u32>,
     pub max_workers: Option<u32>,
     pub slots_per_worker: Option<u32>,
+    /// Jobs a worker holds per slot beyond the running one (default 1).
+    pub prefetch_per_slot: Option<u32>,
     #[serde(default, deserialize_with = "duration_serde::option")]
     pub idle_timeout: Option<Duration>,
 }
@@ -170,6 +172,9 @@ pub struct ControllerConfig {
     /// How often the loops run when nothing wakes them.
     pub reconcile_interval: Duration,
     pub fleet: FleetSettings,
+    /// Jobs a worker holds per slot beyond the one running there, so that it
+    /// starts the next as soon as one ends (`reconcilers::dispatch::capacity`).
+    pub prefetch_per_slot: u32,
     pub max_input_bytes: u64,
     pub max_output_bytes: u64,
     /// Passed to the local fleet's workers (`drover worker --max-sandbox-bytes`).
@@ -217,6 +222,7 @@ impl Default for ControllerConfig {
                 slots_per_worker: cores,
                 idle_timeout_ms: 60_000,
             },
+            prefetch_per_slot: 1,
             max_input_bytes: 1 << 30,
             max_output_bytes: 1 << 30,
             max_sandbox_bytes: None,
@@ -289,6 +295,9 @@ impl ControllerConfig {
         }
         if let Some(v) = f.slots_per_worker {
             c.fleet.slots_per_worker = v;
+        }
+        if let Some(v) = f.prefetch_per_slot {
+            c.prefetch_per_slot = v;
         }
         if let Some(v) = f.idle_timeout {
             c.fleet.idle_timeout_ms = v.as_millis() as u64;

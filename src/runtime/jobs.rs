@@ -17,6 +17,7 @@ use std::sync::Arc;
 pub async fn tick(c: &Controller, store: Arc<dyn Store>) -> anyhow::Result<()> {
     let now = c.now();
     let heartbeat_timeout_ms = c.config.heartbeat_timeout.as_millis() as u64;
+    let prefetch_per_slot = c.config.prefetch_per_slot;
     let workers = Arc::new(c.workers().await?);
     // Every job on a worker, and only as many queued jobs as there are free
     // slots: the reconciler decides the same as on every active job, and the
@@ -25,7 +26,13 @@ pub async fn tick(c: &Controller, store: Arc<dyn Store>) -> anyhow::Result<()> {
         let workers = Arc::clone(&workers);
         c.store
             .dispatch_view(Box::new(move |on_workers| {
-                free_slots(&workers, on_workers, now, heartbeat_timeout_ms)
+                free_slots(
+                    &workers,
+                    on_workers,
+                    now,
+                    heartbeat_timeout_ms,
+                    prefetch_per_slot,
+                )
             }))
             .await?
     };
@@ -35,6 +42,7 @@ pub async fn tick(c: &Controller, store: Arc<dyn Store>) -> anyhow::Result<()> {
         jobs,
         workers: &workers,
         heartbeat_timeout_ms,
+        prefetch_per_slot,
     });
 
     for w in &plan.lost_workers {

@@ -4,6 +4,7 @@
 
 use super::{
     sandbox::{self, AttemptLimits, AttemptPaths, AttemptResult, JobEnv},
+    spill::Spilled,
     WorkerConfig,
 };
 use crate::{
@@ -59,17 +60,22 @@ const ATTACH_MAX_BYTES: u64 = 64 * 1024;
 enum Small {
     Empty,
     Data(Vec<u8>),
-    Large,
+    /// Too big to attach, or a file that cannot be read: uploaded (the upload
+    /// says why it failed).
+    Upload(PathBuf),
 }
 
-/// A missing file reads as empty (the program never started); one that cannot
-/// be read is left to the upload, which says why.
-fn read_if_small(path: &Path) -> Small {
-    match std::fs::metadata(path) {
-        Err(_) => Small::Empty,
-        Ok(m) if m.len() == 0 => Small::Empty,
-        Ok(m) if m.len() > ATTACH_MAX_BYTES => Small::Large,
-        Ok(_) => std::fs::read(path).map_or(Small::Large, Small::Data),
+/// A missing file reads as empty (the program never started).
+fn read_if_small(what: Spilled) -> Small {
+    match what {
+        Spilled::Memory(data) if data.is_empty() => Small::Empty,
+        Spilled::Memory(data) => Small::Data(data),
+        Spilled::File(path) => match std::fs::metadata(&path) {
+            Err(_) => Small::Empty,
+            Ok(m) if m.len() == 0 => Small::Empty,
+            Ok(m) if m.len() > ATTACH_MAX_BYTES => Small::Upload(path),
+            Ok(_) => std::fs::read(&path).map_or(Small::Upload(path), Small::Data),
+        },
     }
 }
 
@@ -287,18 +293,18 @@ impl AttemptContext {
         // Small logs and a small output ride with the report itself.
         let mut empty_logs = EmptyLogs::default();
         let mut attached = BTreeMap::new();
-        for (blob, path, empty) in [
-            ("stdout", &result.stdout, &mut empty_logs.stdout),
-            ("stderr", &result.stderr, &mut empty_logs.stderr),
-            ("worker", &result.worker_log, &mut empty_logs.worker),
+        for (blob, log, empty) in [
+            ("stdout", result.stdout.clone(), &mut empty_logs.stdout),
+            ("stderr", result.stderr.clone(), &mut empty_logs.stderr),
+            ("worker", result.worker_log.clone(), &mut empty_logs.worker),
         ] {
-            match read_if_small(path) {
+            match read_if_small(log) {
                 Small::Empty => *empty = true,
                 Small::Data(data) => {
                     attached.insert(blob.to_string(), encode(&data));
                 }
-                Small::Large => {
-                    if let Err(e) = self.upload_file(a, blob, path).await {
+                Small::Upload(path) => {
+                    if let Err(e) = self.upload_file(a, blob, &path).await {
                         tracing::warn!(job = %a.job, blob, error = %e, "uploading a log");
                     }
                 }
@@ -306,12 +312,21 @@ impl AttemptContext {
         }
         let mut has_output = false;
         if let Some(archive) = result.output_archive.clone() {
-            let upload = match read_if_small(&archive) {
+            let upload = match read_if_small(archive.clone()) {
                 Small::Data(data) => {
                     attached.insert("output".to_string(), encode(&data));
                     Ok(())
                 }
-                Small::Empty | Small::Large => self.upload_file(a, "output", &archive).await,
+                Small::Upload(path) => self.upload_file(a, "output", &path).await,
+                // A packed archive is never empty: its file went missing, and
+                // the upload says so.
+                Small::Empty => match &archive {
+                    Spilled::File(path) => self.upload_file(a, "output", path).await,
+                    Spilled::Memory(_) => {
+                        attached.insert("output".to_string(), String::new());
+                        Ok(())
+                    }
+                },
             };
             match upload {
                 Ok(()) => has_output = true,

@@ -11,6 +11,7 @@ mod failover;
 pub mod output;
 pub mod process;
 pub mod sandbox;
+pub mod spill;
 
 use crate::{
     api::wire::{Assignment, PingReply},

@@ -1,12 +1,13 @@
 //! Packs a job's OutputSandbox into its output archive: the named files, folders
 //! and globs, or (the archive form) everything the attempt created in the sandbox.
 
+use super::spill::{Spill, Spilled};
 use crate::archive::{link_stays_inside, ArchiveWriter};
 use reconcilers::jdl::{is_safe_sandbox_name, output_archive_candidate};
 use std::cell::Cell;
 use std::collections::HashSet;
-use std::fs::{self, File};
-use std::io::{self, BufWriter, Write};
+use std::fs;
+use std::io::{self, Write};
 use std::path::{Component, Path, PathBuf};
 use std::rc::Rc;
 
@@ -47,7 +48,8 @@ impl Snapshot {
 /// A written output archive.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutputArchive {
-    pub path: PathBuf,
+    /// In memory when small (it rides with the report), else the file.
+    pub archive: Spilled,
     pub bytes: u64,
     pub entries: u64,
     /// In the archive form, the name the archive is stored under (`result.tar.gz`);
@@ -68,7 +70,8 @@ pub enum OutputError {
     },
 }
 
-/// Writes the output archive of `output_sandbox` to `archive`; `None` when the
+/// Packs the output archive of `output_sandbox`, in memory while it is small and
+/// in the file `archive` past that (see `spill.rs`); `None` when the
 /// job asks for no output. Entries that are missing, escape the sandbox or cannot
 /// be read are skipped with a line in `notes`: a missing output file is the job's
 /// business, not a reason to lose the others. An archive over `max_bytes` is
@@ -84,14 +87,9 @@ pub fn collect_output(
     if output_sandbox.is_empty() {
         return Ok(None);
     }
-    let file = File::create(archive).map_err(|source| OutputError::Io {
-        action: "creating the output archive",
-        path: archive.to_path_buf(),
-        source,
-    })?;
     let failed = Rc::new(Cell::new(false));
     let sink = LimitedFile {
-        file: BufWriter::new(file),
+        file: Spill::new(archive.to_path_buf()),
         bytes: 0,
         limit: max_bytes,
         failed: Rc::clone(&failed),
@@ -135,7 +133,7 @@ pub fn collect_output(
         });
     }
     Ok(Some(OutputArchive {
-        path: archive.to_path_buf(),
+        archive: sink.file.finish(),
         bytes: sink.bytes,
         entries,
         stored_as,
@@ -288,7 +286,7 @@ impl Packer<'_> {
         } else if kind.is_file() {
             // Opened first so that an unreadable file is skipped before its header
             // is in the archive (a half-written entry would spoil the rest).
-            if let Err(e) = File::open(&path) {
+            if let Err(e) = fs::File::open(&path) {
                 self.notes.push(format!(
                     "OutputSandbox: `{name}` cannot be read ({e}), skipped"
                 ));
@@ -365,11 +363,11 @@ impl Packer<'_> {
     }
 }
 
-/// The archive file, counting what goes into it. Past the limit it stops writing
+/// The archive (in memory, or its file once big), counting what goes into it. Past the limit it stops writing
 /// (no need to fill the disk with an archive that will be thrown away) but keeps
 /// counting, so that the error can say how big the archive would have been.
 struct LimitedFile {
-    file: BufWriter<File>,
+    file: Spill,
     bytes: u64,
     limit: u64,
     failed: Rc<Cell<bool>>,

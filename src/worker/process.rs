@@ -7,15 +7,53 @@ use nix::unistd::Pid;
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// How long a stopped program gets between SIGTERM and SIGKILL by default.
 pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(2);
+
+/// Where a stream of the program goes.
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// Appended to this file (created if missing).
+    File(PathBuf),
+    /// The write end of a pipe that the caller reads (`sandbox/capture.rs`).
+    Pipe(Arc<OwnedFd>),
+}
+
+impl Output {
+    fn same_as(&self, other: &Output) -> bool {
+        match (self, other) {
+            (Output::File(a), Output::File(b)) => a == b,
+            (Output::Pipe(a), Output::Pipe(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+
+    fn open(&self, what: &'static str) -> Result<OwnedFd, ProcessError> {
+        match self {
+            Output::File(path) => open_append(path, what).map(OwnedFd::from),
+            Output::Pipe(fd) => fd.try_clone().map_err(|source| ProcessError::Redirect {
+                what,
+                path: PathBuf::from("(pipe)"),
+                source,
+            }),
+        }
+    }
+}
+
+impl From<PathBuf> for Output {
+    fn from(path: PathBuf) -> Output {
+        Output::File(path)
+    }
+}
 
 /// One program to run.
 #[derive(Debug, Clone)]
@@ -29,10 +67,10 @@ pub struct ProcessSpec {
     pub env: Vec<(OsString, OsString)>,
     /// Standard input from this file; `/dev/null` when `None`.
     pub stdin: Option<PathBuf>,
-    /// Standard output and error are appended to these files (created if missing);
-    /// the same path for both gives one file with both streams.
-    pub stdout: PathBuf,
-    pub stderr: PathBuf,
+    /// Where standard output and error go; the same file (or pipe) for both
+    /// gives one stream with both.
+    pub stdout: Output,
+    pub stderr: Output,
     /// RLIMIT_FSIZE: no file the program writes may grow past this (the kernel
     /// sends SIGXFSZ). It bounds what a job can write between two looks of the
     /// sandbox quota, without privileges.
@@ -138,17 +176,17 @@ pub fn spawn(spec: &ProcessSpec) -> Result<RunningProcess, ProcessError> {
         })?),
         None => Stdio::null(),
     };
-    let stdout = open_append(&spec.stdout, "standard output")?;
-    let stderr = if spec.stderr == spec.stdout {
+    let stdout = spec.stdout.open("standard output")?;
+    let stderr = if spec.stderr.same_as(&spec.stdout) {
         stdout
             .try_clone()
             .map_err(|source| ProcessError::Redirect {
                 what: "standard error",
-                path: spec.stderr.clone(),
+                path: PathBuf::from("(standard output)"),
                 source,
             })?
     } else {
-        open_append(&spec.stderr, "standard error")?
+        spec.stderr.open("standard error")?
     };
     let mut cmd = tokio::process::Command::new(&spec.program);
     cmd.args(&spec.args)
@@ -355,8 +393,8 @@ mod tests {
             cwd: dir.to_path_buf(),
             env: vec![("PATH".into(), "/usr/bin:/bin".into())],
             stdin: None,
-            stdout: dir.join("out"),
-            stderr: dir.join("err"),
+            stdout: dir.join("out").into(),
+            stderr: dir.join("err").into(),
             max_file_bytes: None,
         }
     }
@@ -428,8 +466,8 @@ mod tests {
         assert_eq!(read(&dir.path().join("err")), "to-err\n");
 
         let mut both = sh(dir.path(), "echo one; echo two >&2; echo three");
-        both.stdout = dir.path().join("both");
-        both.stderr = dir.path().join("both");
+        both.stdout = dir.path().join("both").into();
+        both.stderr = dir.path().join("both").into();
         run_ok(&both).await;
         assert_eq!(read(&dir.path().join("both")), "one\ntwo\nthree\n");
     }
@@ -503,7 +541,7 @@ mod tests {
         let bare = script(dir.path(), "bare.sh", "echo hi from sh\n", 0o755);
         let exit = run_ok(&bare).await;
         assert!(exit.success(), "{exit:?}");
-        assert_eq!(read(&bare.stdout).trim(), "hi from sh");
+        assert_eq!(read(&dir.path().join("out")).trim(), "hi from sh");
     }
 
     #[tokio::test]

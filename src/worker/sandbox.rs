@@ -2,6 +2,7 @@
 //! Executable, the Epilogue and the output archive. Every failure, the worker's
 //! own included, ends as an outcome with a reason: the worker itself never fails.
 
+mod capture;
 mod env;
 mod log;
 mod quota;
@@ -16,7 +17,9 @@ pub use env::JobEnv;
 pub use reclaim::remove_attempt_dir;
 
 use super::output::{collect_output, OutputError, Snapshot};
-use super::process::{self, ProcessError, ProcessExit, ProcessSpec, DEFAULT_KILL_GRACE};
+use super::process::{self, Output, ProcessError, ProcessExit, ProcessSpec, DEFAULT_KILL_GRACE};
+use super::spill::Spilled;
+use capture::Capture;
 use log::WorkerLog;
 use quota::Quota;
 use reasons::{disk_is_full, ended, io_reason, is_no_space, signal_name, start_failure};
@@ -25,7 +28,7 @@ use reconcilers::model::AttemptOutcome;
 use std::ffi::OsString;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -89,16 +92,18 @@ pub struct AttemptResult {
     pub exit_code: Option<i32>,
     /// Why the attempt did not succeed, for the job's owner.
     pub reason: Option<String>,
-    /// `root/output.tar.gz`, when the JDL asks for output and packing it worked
-    /// (also after a failure).
-    pub output_archive: Option<PathBuf>,
+    /// The output archive (in memory if small, else `root/output.tar.gz`),
+    /// when the JDL asks for output and packing it worked (also after a failure).
+    pub output_archive: Option<Spilled>,
     /// In the archive form of OutputSandbox, the name to store the archive under.
     pub output_archive_name: Option<String>,
-    /// Where the Executable's streams went: `sandbox/<StdOutput>` or `root/stdout`
-    /// (likewise for stderr). Missing if the Executable never started.
-    pub stdout: PathBuf,
-    pub stderr: PathBuf,
-    pub worker_log: PathBuf,
+    /// What the Executable wrote: `sandbox/<StdOutput>`, or what was captured
+    /// (in memory, or `root/stdout` if big); likewise for stderr. Empty if the
+    /// Executable never started.
+    pub stdout: Spilled,
+    pub stderr: Spilled,
+    /// worker.log: in memory unless a Prologue or Epilogue wrote to it.
+    pub worker_log: Spilled,
 }
 
 /// Runs one attempt of `job` in `paths.root`, whose `sandbox/` already holds the
@@ -113,14 +118,15 @@ pub async fn run_job(
 ) -> AttemptResult {
     let started = Instant::now();
     let sandbox = paths.sandbox();
-    let in_sandbox = |name: &Option<String>, default: PathBuf| match name {
-        Some(n) if is_safe_sandbox_name(n) => sandbox.join(n),
-        _ => default,
+    let in_sandbox = |name: &Option<String>| match name {
+        Some(n) if is_safe_sandbox_name(n) => Some(sandbox.join(n)),
+        _ => None,
     };
     let mut run = Attempt {
-        stdout: in_sandbox(&job.std_output, paths.stdout()),
-        stderr: in_sandbox(&job.std_error, paths.stderr()),
-        log: WorkerLog::open(paths.worker_log()),
+        stdout: in_sandbox(&job.std_output),
+        stderr: in_sandbox(&job.std_error),
+        streams: (Spilled::Memory(Vec::new()), Spilled::Memory(Vec::new())),
+        log: WorkerLog::new(paths.worker_log()),
         quota: limits
             .max_sandbox_bytes
             .map(|limit| Quota::new(limit, &paths.root)),
@@ -155,16 +161,16 @@ pub async fn run_job(
         reason: ending.reason,
         output_archive,
         output_archive_name,
-        stdout: run.stdout,
-        stderr: run.stderr,
-        worker_log: paths.worker_log(),
+        stdout: run.streams.0,
+        stderr: run.streams.1,
+        worker_log: run.log.finish(),
     }
 }
 
 /// The result of an attempt that failed before [`run_job`] could start (download,
 /// unpack, unreadable JDL), with `reason` written to worker.log as well.
 pub async fn failed_before_run(paths: &AttemptPaths, reason: String) -> AttemptResult {
-    let mut log = WorkerLog::open(paths.worker_log());
+    let mut log = WorkerLog::new(paths.worker_log());
     log.note(&format!("attempt failed_before_run: {reason}"));
     AttemptResult {
         outcome: AttemptOutcome::FailedBeforeRun,
@@ -172,9 +178,9 @@ pub async fn failed_before_run(paths: &AttemptPaths, reason: String) -> AttemptR
         reason: Some(reason),
         output_archive: None,
         output_archive_name: None,
-        stdout: paths.stdout(),
-        stderr: paths.stderr(),
-        worker_log: paths.worker_log(),
+        stdout: Spilled::Memory(Vec::new()),
+        stderr: Spilled::Memory(Vec::new()),
+        worker_log: log.finish(),
     }
 }
 
@@ -214,8 +220,12 @@ struct Attempt<'a> {
     /// MaxWallTime counts from the start of the attempt, Prologue included.
     deadline: Option<Instant>,
     snapshot: Option<Snapshot>,
-    stdout: PathBuf,
-    stderr: PathBuf,
+    /// The files the JDL names for the Executable's streams (StdOutput,
+    /// StdError); `None`: captured.
+    stdout: Option<PathBuf>,
+    stderr: Option<PathBuf>,
+    /// What the Executable wrote to them, once it ran.
+    streams: (Spilled, Spilled),
 }
 
 impl Attempt<'_> {
@@ -312,10 +322,18 @@ impl Attempt<'_> {
                 i + 1,
                 scripts.len()
             ));
-            let log = self.paths.worker_log();
+            let log = self.log_file()?;
             let wall = self.remaining();
             let exit = self
-                .run_program(name, program, args, None, &log, &log, wall)
+                .run_program(
+                    name,
+                    program,
+                    args,
+                    None,
+                    log.clone().into(),
+                    log.into(),
+                    wall,
+                )
                 .await
                 .map_err(|e| Ending::before_run(start_failure("prologue", name, &e)))?;
             if let Some(reason) = self.over_quota(&exit) {
@@ -363,7 +381,7 @@ impl Attempt<'_> {
             None => None,
         };
         for (what, path) in [("StdOutput", &self.stdout), ("StdError", &self.stderr)] {
-            if let Some(parent) = path.parent() {
+            if let Some(parent) = path.as_ref().and_then(|p| p.parent()) {
                 fs::create_dir_all(parent).map_err(|e| {
                     Ending::before_run(io_reason(&format!("creating the folder of {what}"), &e))
                 })?;
@@ -373,12 +391,33 @@ impl Attempt<'_> {
             "Executable `{name}` starting with {} arguments",
             args.len()
         ));
-        let (stdout, stderr) = (self.stdout.clone(), self.stderr.clone());
+        let (stdout, out_capture) = self.stream(&self.stdout, self.paths.stdout());
+        let (stderr, err_capture) = self.stream(&self.stderr, self.paths.stderr());
         let wall = self.remaining();
-        let exit = self
-            .run_program(name, program, args, stdin, &stdout, &stderr, wall)
-            .await
-            .map_err(|e| Ending::before_run(start_failure("Executable", name, &e)))?;
+        let ran = self
+            .run_program(name, program, args, stdin, stdout, stderr, wall)
+            .await;
+        let grace = self.limits.kill_grace;
+        for (capture, named, fallback, kept) in [
+            (
+                out_capture,
+                &self.stdout,
+                self.paths.stdout(),
+                &mut self.streams.0,
+            ),
+            (
+                err_capture,
+                &self.stderr,
+                self.paths.stderr(),
+                &mut self.streams.1,
+            ),
+        ] {
+            *kept = match capture {
+                Some(capture) => capture.finish(grace).await,
+                None => Spilled::File(named.clone().unwrap_or(fallback)),
+            };
+        }
+        let exit = ran.map_err(|e| Ending::before_run(start_failure("Executable", name, &e)))?;
         let code = Some(exit.shell_code());
         let ending = if let Some(reason) = self.over_quota(&exit) {
             failed(code, reason)
@@ -435,10 +474,24 @@ impl Attempt<'_> {
             }
         };
         self.log.note(&format!("epilogue `{name}` starting"));
-        let log = self.paths.worker_log();
+        let log = match self.log_file() {
+            Ok(log) => log,
+            Err(e) => {
+                self.fail(&mut ending, e.reason.unwrap_or_default());
+                return ending;
+            }
+        };
         let wall = self.job.max_wall_time.map(Duration::from_secs);
         let exit = match self
-            .run_program(name, program, args, None, &log, &log, wall)
+            .run_program(
+                name,
+                program,
+                args,
+                None,
+                log.clone().into(),
+                log.into(),
+                wall,
+            )
             .await
         {
             Ok(exit) => exit,
@@ -467,7 +520,7 @@ impl Attempt<'_> {
     }
 
     /// Packs the output, whatever happened before, as long as there is a sandbox.
-    async fn collect(&mut self, ending: &mut Ending) -> (Option<PathBuf>, Option<String>) {
+    async fn collect(&mut self, ending: &mut Ending) -> (Option<Spilled>, Option<String>) {
         let sandbox = self.paths.sandbox();
         if self.job.output_sandbox.is_empty() || !sandbox.is_dir() {
             return (None, None);
@@ -507,7 +560,7 @@ impl Attempt<'_> {
                     "output archive: {} entries, {} bytes",
                     archive.entries, archive.bytes
                 ));
-                return (Some(archive.path), archive.stored_as);
+                return (Some(archive.archive), archive.stored_as);
             }
             Ok(None) => return (None, None),
             Err(e @ OutputError::TooLarge { .. }) => e.to_string(),
@@ -525,6 +578,14 @@ impl Attempt<'_> {
         };
         self.fail(ending, reason);
         (None, None)
+    }
+
+    /// worker.log as a file, for a Prologue or Epilogue to write its output to.
+    fn log_file(&mut self) -> Result<PathBuf, Ending> {
+        match self.log.as_file() {
+            Ok(path) => Ok(path.to_path_buf()),
+            Err(e) => Err(Ending::before_run(io_reason("creating worker.log", &e))),
+        }
     }
 
     /// A later failure fails a successful attempt; an attempt that already failed
@@ -568,6 +629,21 @@ impl Attempt<'_> {
         Ok(path)
     }
 
+    /// Where one of the Executable's streams goes: the file the JDL names, or
+    /// a capture (`capture.rs`; the file `fallback` if no pipe can be made).
+    fn stream(&self, named: &Option<PathBuf>, fallback: PathBuf) -> (Output, Option<Capture>) {
+        if let Some(path) = named {
+            return (Output::File(path.clone()), None);
+        }
+        match Capture::start(fallback.clone()) {
+            Ok(capture) => (capture.output(), Some(capture)),
+            Err(e) => {
+                tracing::warn!("making a pipe for a job's stream: {e}");
+                (Output::File(fallback), None)
+            }
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn run_program(
         &self,
@@ -575,8 +651,8 @@ impl Attempt<'_> {
         program: PathBuf,
         args: Vec<String>,
         stdin: Option<PathBuf>,
-        stdout: &Path,
-        stderr: &Path,
+        stdout: Output,
+        stderr: Output,
         wall_time: Option<Duration>,
     ) -> Result<ProcessExit, ProcessError> {
         let spec = ProcessSpec {
@@ -586,8 +662,8 @@ impl Attempt<'_> {
             cwd: self.paths.sandbox(),
             env: self.env.clone(),
             stdin,
-            stdout: stdout.to_path_buf(),
-            stderr: stderr.to_path_buf(),
+            stdout,
+            stderr,
             max_file_bytes: self.quota.as_ref().map(Quota::limit),
         };
         let Some(quota) = &self.quota else {

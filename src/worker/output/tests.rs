@@ -55,9 +55,9 @@ impl Fixture {
 }
 
 /// The archive's entries as `name` (files), `name/` (folders), `name -> target`.
-fn listing(path: &Path) -> Vec<String> {
-    let file = File::open(path).expect("archive");
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+fn listing(archive: &Spilled) -> Vec<String> {
+    let data = archive.read().expect("archive");
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&data[..]));
     let mut names: Vec<String> = archive
         .entries()
         .expect("entries")
@@ -106,7 +106,7 @@ fn files_folders_and_globs_are_packed_under_their_sandbox_paths() {
     let archive = result.expect("collected").expect("an archive");
     assert_eq!(archive.stored_as, None);
     assert_eq!(
-        listing(&archive.path),
+        listing(&archive.archive),
         [
             "a.txt",
             "logs/1.log",
@@ -141,7 +141,7 @@ fn links_are_kept_only_when_they_stay_inside_the_sandbox() {
     symlink(&secrets, sb.join("out")).expect("link");
     let (result, notes) = fx.collect(&["inside", "abs", "dir", "out/*", "out/key"], None, 1 << 20);
     let archive = result.expect("collected").expect("an archive");
-    assert_eq!(listing(&archive.path), ["dir/", "inside -> a.txt"]);
+    assert_eq!(listing(&archive.archive), ["dir/", "inside -> a.txt"]);
     assert_eq!(
         notes,
         [
@@ -163,7 +163,7 @@ fn the_archive_form_holds_everything_created_after_the_snapshot() {
     let archive = result.expect("collected").expect("an archive");
     assert_eq!(archive.stored_as.as_deref(), Some("result.tar.gz"));
     assert_eq!(
-        listing(&archive.path),
+        listing(&archive.archive),
         ["empty/", "new.txt", "newdir/", "newdir/f", "old/added.txt"]
     );
     assert!(notes.is_empty(), "{notes:?}");
@@ -177,7 +177,7 @@ fn the_archive_form_is_an_ordinary_file_when_the_job_made_it() {
     let (result, _) = fx.collect(&["result.tar.gz"], Some(&snapshot), 1 << 20);
     let archive = result.expect("collected").expect("an archive");
     assert_eq!(archive.stored_as, None);
-    assert_eq!(listing(&archive.path), ["result.tar.gz"]);
+    assert_eq!(listing(&archive.archive), ["result.tar.gz"]);
 }
 
 #[test]
@@ -217,7 +217,19 @@ fn no_output_sandbox_means_no_archive() {
 
 #[test]
 fn a_full_disk_is_an_error_naming_the_archive_not_a_panic() {
-    let fx = Fixture::new(&["a.txt"]);
+    let fx = Fixture::new(&[]);
+    // Bytes that do not compress: the archive outgrows memory and goes to disk.
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let noise: Vec<u8> = (0..200_000)
+        .map(|_| {
+            // xorshift64
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    fs::write(fx.sandbox().join("a.txt"), noise).expect("noise");
     let mut notes = Vec::new();
     let outputs = vec!["a.txt".to_string()];
     let err = collect_output(

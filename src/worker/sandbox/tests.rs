@@ -1,7 +1,7 @@
 //! Tests of one attempt, with real `/bin/sh` scripts in a temp sandbox.
 
 use super::*;
-use std::fs::File;
+use std::path::Path;
 use std::time::Instant as StdInstant;
 
 struct Fx {
@@ -79,9 +79,31 @@ fn strings(items: &[&str]) -> Vec<String> {
 }
 
 /// The archive's entry names, sorted.
-fn listing(path: &Path) -> Vec<String> {
-    let file = File::open(path).expect("archive");
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+/// What a stream or log held.
+fn text(s: &Spilled) -> String {
+    String::from_utf8(s.read().expect("readable")).expect("UTF-8")
+}
+
+/// A job's stdout past what memory keeps goes to `root/stdout`, whole.
+#[tokio::test]
+async fn a_loud_jobs_stdout_goes_to_a_file_whole() {
+    let fx = Fx::new();
+    fx.script("run.sh", "head -c 300000 /dev/zero; echo done >&2");
+    let r = fx.run(&job("run.sh")).await;
+    assert_eq!(r.outcome, AttemptOutcome::Succeeded);
+    assert_eq!(r.stdout, Spilled::File(fx.paths.stdout()));
+    assert_eq!(r.stdout.read().expect("stdout").len(), 300_000);
+    assert_eq!(text(&r.stderr), "done\n");
+}
+
+/// worker.log as the attempt left it.
+fn log(r: &AttemptResult) -> String {
+    String::from_utf8(r.worker_log.read().expect("worker.log")).expect("UTF-8")
+}
+
+fn listing(archive: &Spilled) -> Vec<String> {
+    let data = archive.read().expect("archive");
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&data[..]));
     let mut names: Vec<String> = archive
         .entries()
         .expect("entries")
@@ -116,7 +138,7 @@ fn still_running(pid: &str) -> bool {
 }
 
 #[tokio::test]
-async fn a_successful_job_leaves_its_streams_in_the_attempt_folder() {
+async fn a_quiet_jobs_streams_are_captured_without_a_file() {
     let fx = Fx::new();
     fx.script("run.sh", "echo out; echo err >&2");
     let r = fx.run(&job("run.sh")).await;
@@ -126,18 +148,14 @@ async fn a_successful_job_leaves_its_streams_in_the_attempt_folder() {
     );
     assert_eq!(
         (r.stdout.clone(), r.stderr.clone()),
-        (fx.paths.stdout(), fx.paths.stderr())
+        (
+            Spilled::Memory(b"out\n".to_vec()),
+            Spilled::Memory(b"err\n".to_vec())
+        )
     );
-    assert_eq!(
-        (fx.read("stdout"), fx.read("stderr")),
-        ("out\n".into(), "err\n".into())
-    );
+    assert!(!fx.paths.stdout().exists() && !fx.paths.stderr().exists());
     assert_eq!(r.output_archive, None, "no OutputSandbox, no archive");
-    assert!(
-        fx.read("worker.log").contains("drover: attempt succeeded"),
-        "{}",
-        fx.read("worker.log")
-    );
+    assert!(log(&r).contains("drover: attempt succeeded"), "{}", log(&r));
 }
 
 #[tokio::test]
@@ -148,7 +166,7 @@ async fn arguments_are_split_like_a_shell_but_never_run_through_one() {
     j.arguments = Some(r#"-n 'two words' "a \"b\"" $HOME ;ls *"#.into());
     let r = fx.run(&j).await;
     assert_eq!(r.outcome, AttemptOutcome::Succeeded);
-    assert_eq!(fx.read("stdout"), r#"-n|two words|a "b"|$HOME|;ls|*|"#);
+    assert_eq!(text(&r.stdout), r#"-n|two words|a "b"|$HOME|;ls|*|"#);
 }
 
 #[tokio::test]
@@ -201,8 +219,8 @@ async fn prologues_run_in_order_in_the_sandbox_and_log_to_worker_log() {
     j.prologue = strings(&["one.sh", "two.sh"]);
     let r = fx.run(&j).await;
     assert_eq!(r.outcome, AttemptOutcome::Succeeded);
-    assert_eq!(fx.read("stdout"), "one\ntwo\n");
-    let log = fx.read("worker.log");
+    assert_eq!(text(&r.stdout), "one\ntwo\n");
+    let log = log(&r);
     assert!(
         log.contains("drover: prologue `one.sh` (1 of 2) starting\npreparing\n"),
         "{log}"
@@ -221,8 +239,8 @@ async fn prologue_arguments_go_to_a_single_prologue() {
     let mut j = job("run.sh");
     j.prologue = strings(&["setup.sh"]);
     j.prologue_arguments = Some("--fast 'a b'".into());
-    fx.run(&j).await;
-    assert_eq!(fx.read("stdout"), "--fast|a b|");
+    let r = fx.run(&j).await;
+    assert_eq!(text(&r.stdout), "--fast|a b|");
 }
 
 #[tokio::test]
@@ -240,7 +258,7 @@ async fn prologue_failure_fails_before_the_executable_runs() {
         (None, Some("prologue `bad.sh` exited with code 1"))
     );
     assert!(!fx.paths.sandbox().join("ran").exists());
-    assert!(fx.read("worker.log").contains("broken\n"));
+    assert!(log(&r).contains("broken\n"));
 }
 
 #[tokio::test]
@@ -286,7 +304,7 @@ async fn an_absolute_executable_runs_from_the_worker() {
     j.arguments = Some("hello".into());
     let r = fx.run(&j).await;
     assert_eq!(
-        (r.outcome, fx.read("stdout")),
+        (r.outcome, text(&r.stdout)),
         (AttemptOutcome::Succeeded, "hello\n".into())
     );
 }
@@ -297,7 +315,7 @@ async fn an_executable_without_a_shebang_runs_under_sh() {
     fx.file("run.sh", "echo no shebang\n");
     let r = fx.run(&job("run.sh")).await;
     assert_eq!(
-        (r.outcome, fx.read("stdout")),
+        (r.outcome, text(&r.stdout)),
         (AttemptOutcome::Succeeded, "no shebang\n".into())
     );
 }
@@ -313,7 +331,10 @@ async fn std_input_output_and_error_follow_the_jdl() {
     j.std_error = Some("std.err".into());
     let r = fx.run(&j).await;
     assert_eq!(r.outcome, AttemptOutcome::Succeeded);
-    assert_eq!(r.stdout, fx.paths.sandbox().join("logs/std.out"));
+    assert_eq!(
+        r.stdout,
+        Spilled::File(fx.paths.sandbox().join("logs/std.out"))
+    );
     assert_eq!(fx.read("sandbox/logs/std.out"), "fed\n");
     assert_eq!(fx.read("sandbox/std.err"), "oops\n");
 
@@ -450,10 +471,10 @@ async fn the_job_sees_its_environment_without_the_workers_secrets() {
     let r = fx.run(&j).await;
     assert_eq!(r.outcome, AttemptOutcome::Succeeded);
     assert_eq!(
-        fx.read("stdout"),
+        text(&r.stdout),
         "DROVER_ATTEMPT=2\nDROVER_JOB_ID=j1\nFOO=bar\n"
     );
-    let log = fx.read("worker.log");
+    let log = log(&r);
     assert!(
         log.contains("Environment: `DROVER_TOKEN` is reserved for the worker, ignored"),
         "{log}"
@@ -472,12 +493,13 @@ async fn output_is_collected_even_after_a_failure() {
     j.output_sandbox = strings(&["out.txt", "missing.dat"]);
     let r = fx.run(&j).await;
     assert_eq!(r.outcome, AttemptOutcome::Failed);
-    let archive = r.output_archive.expect("an archive");
-    assert_eq!(archive, fx.paths.output_archive());
+    let archive = r.output_archive.clone().expect("an archive");
+    assert!(
+        matches!(archive, Spilled::Memory(_)),
+        "a small archive stays in memory"
+    );
     assert_eq!(listing(&archive), ["out.txt"]);
-    assert!(fx
-        .read("worker.log")
-        .contains("OutputSandbox: `missing.dat` not found"));
+    assert!(log(&r).contains("OutputSandbox: `missing.dat` not found"));
 }
 
 #[tokio::test]
@@ -537,7 +559,8 @@ async fn an_output_archive_over_the_limit_fails_the_attempt() {
 async fn a_full_disk_while_packing_is_a_clear_failure() {
     let fx = Fx::new();
     std::os::unix::fs::symlink("/dev/full", fx.paths.output_archive()).expect("link");
-    fx.script("run.sh", "echo result > out.txt");
+    // Random bytes do not compress: the archive outgrows memory and goes to disk.
+    fx.script("run.sh", "head -c 200000 /dev/urandom > out.txt");
     let mut j = job("run.sh");
     j.output_sandbox = strings(&["out.txt"]);
     let r = fx.run(&j).await;
@@ -566,9 +589,7 @@ async fn failed_before_run_writes_the_reason_to_worker_log() {
     let fx = Fx::new();
     let r = failed_before_run(&fx.paths, "downloading the input archive: timeout".into()).await;
     assert_eq!(r.outcome, AttemptOutcome::FailedBeforeRun);
-    assert!(fx
-        .read("worker.log")
-        .contains("downloading the input archive: timeout"));
+    assert!(log(&r).contains("downloading the input archive: timeout"));
 }
 
 #[test]
