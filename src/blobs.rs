@@ -288,6 +288,26 @@ impl Blobs {
         }
     }
 
+    /// Many blobs: the small ones in one transaction, the others one by one.
+    pub async fn put_many(&self, blobs: Vec<(BlobPath, Bytes)>) -> Result<(), BlobError> {
+        let (small, large): (Vec<_>, Vec<_>) = match &self.small {
+            Some(_) => blobs
+                .into_iter()
+                .partition(|(_, data)| data.len() <= SMALL_BLOB_BYTES),
+            None => (Vec::new(), blobs),
+        };
+        if let (Some(rows), false) = (&self.small, small.is_empty()) {
+            let small = small.into_iter().map(|(k, d)| (k.to_string(), d)).collect();
+            rows.put_many(small).await?;
+        }
+        futures::stream::iter(large)
+            .map(|(key, data)| async move { self.put_bytes(&key, data).await })
+            .buffer_unordered(16)
+            .try_collect::<Vec<()>>()
+            .await
+            .map(|_| ())
+    }
+
     /// After a large put: the row it replaces must not shadow it.
     async fn forget_small(&self, key: &BlobPath) -> Result<(), BlobError> {
         match &self.small {

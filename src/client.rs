@@ -264,11 +264,18 @@ impl Client {
         Err(ClientError::Api { status, message })
     }
 
-    pub async fn submit(&self, id: &JobId, jdl: String) -> Result<Job, ClientError> {
+    /// Queues job `id` with its JDL; `input`: its input archive (base64), if
+    /// small and not uploaded.
+    pub async fn submit(
+        &self,
+        id: &JobId,
+        jdl: String,
+        input: Option<String>,
+    ) -> Result<Job, ClientError> {
         let req = self
             .http
             .post(self.url(&format!("/v1/jobs/{id}/submit")))
-            .json(&SubmitRequest { jdl });
+            .json(&SubmitRequest { jdl, input });
         self.json(req).await
     }
 

@@ -159,7 +159,68 @@ fn the_batch_api_refuses_bad_batches_whole() {
         json!({ "id": ids[0], "jdl": plain }),
     ];
     refused_whole(&ctl, entries, 400, "twice");
+
+    // An input sent with the batch must be base64, and within the input limit.
+    let entries = vec![json!({ "id": ids[0], "jdl": plain, "input": "not base64!" })];
+    refused_whole(&ctl, entries, 400, "not base64");
     assert!(ctl.jobs().iter().all(|j| j["state"] == "created"));
+    assert!(ctl.blob_keys().is_empty(), "{:?}", ctl.blob_keys());
+}
+
+/// Inputs sent with the batch (two requests for the whole batch) or with a
+/// single submit: the jobs run with them; the same batch or submit sent again
+/// changes nothing, not even an input.
+#[test]
+fn inputs_sent_with_the_batch_are_stored_once_and_run() {
+    let dir = TestDir::new();
+    let ctl = Controller::start(&dir);
+    let (status, body) = http(&ctl.url, "POST", "/v1/batches", Some(json!({ "count": 2 })));
+    assert_eq!(status, 201, "{body}");
+    let ids: Vec<String> = serde_json::from_value(body["ids"].clone()).expect("ids");
+    let jdl = "[ Executable = \"/bin/cat\"; Arguments = \"in.txt\"; ]";
+    let archive = |text: &str| {
+        common::raw_tar_gz(&[
+            (b".drover/job.jdl", jdl.as_bytes()),
+            (b"in.txt", text.as_bytes()),
+        ])
+    };
+    let entry =
+        |id: &str, text: &str| json!({ "id": id, "jdl": jdl, "input": base64_of(&archive(text)) });
+    let batch = json!({ "jobs": [entry(&ids[0], "first\n"), entry(&ids[1], "second\n")] });
+    let (status, body) = http(&ctl.url, "POST", "/v1/batches/submit", Some(batch));
+    assert_eq!(status, 200, "{body}");
+    let again = json!({ "jobs": [entry(&ids[0], "changed\n"), entry(&ids[1], "changed\n")] });
+    let (status, body) = http(&ctl.url, "POST", "/v1/batches/submit", Some(again));
+    assert_eq!(status, 200, "a batch sent again is accepted: {body}");
+    // A single submit takes its input along just so.
+    let (status, body) = http(&ctl.url, "POST", "/v1/jobs", None);
+    assert_eq!(status, 201, "{body}");
+    let single = body["id"].as_str().expect("id").to_string();
+    let submit = |text: &str| {
+        let req = json!({ "jdl": jdl, "input": base64_of(&archive(text)) });
+        http(
+            &ctl.url,
+            "POST",
+            &format!("/v1/jobs/{single}/submit"),
+            Some(req),
+        )
+    };
+    let (status, body) = submit("single\n");
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = submit("changed\n");
+    assert_eq!(status, 200, "a submit sent again is accepted: {body}");
+    let ids: Vec<String> = ids.into_iter().chain([single]).collect();
+    for (id, text) in ids.iter().zip(["first\n", "second\n", "single\n"]) {
+        let job = ctl.wait_done(id, std::time::Duration::from_secs(60));
+        assert_eq!(job["state"], "succeeded", "{job:#}");
+        let out = ctl.drover(["logs", id]).expect_ok("logs");
+        assert_eq!(out.stdout, text, "{id}");
+    }
+}
+
+fn base64_of(data: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(data)
 }
 
 #[test]

@@ -128,6 +128,7 @@ macro_rules! on_both_stores {
 
 on_both_stores!(
     a_created_job_reads_back_as_written_and_an_unknown_one_is_none,
+    get_jobs_reads_many_in_the_order_asked_none_for_the_unknown,
     a_taken_id_is_refused_and_an_update_of_an_unknown_job_is_not_found,
     a_stale_update_is_refused_and_changes_nothing,
     concurrent_updaters_from_the_same_version_exactly_one_wins,

@@ -1,15 +1,21 @@
 //! Bulk submission: many jobs in two requests instead of two per job.
 //!
 //! `POST /v1/batches` allocates many job ids at once (one store transaction);
-//! the client uploads each job's input archive as for a single job
-//! (`PUT /v1/jobs/{id}/input`), then `POST /v1/batches/submit` queues them all,
-//! their records written in one transaction (SQLite group commit). A parametric
+//! the client sends each small input archive with the batch, or uploads it as
+//! for a single job (`PUT /v1/jobs/{id}/input`), then `POST /v1/batches/submit`
+//! queues them all: blobs in one transaction of the small blobs, records in one
+//! of the store (SQLite group commit). A parametric
 //! JDL is expanded by the client into one plain job per value, submitted so.
 
-use super::{jobs::parse_job_id, wire::*, ApiError, Ctx};
+use super::{
+    jobs::{inline_input, parse_job_id},
+    wire::*,
+    ApiError, Ctx,
+};
 use crate::blobs::layout;
 use axum::{extract::State, http::StatusCode, Json};
 use futures::{stream, StreamExt, TryStreamExt};
+use object_store::path::Path as BlobPath;
 use reconcilers::{
     jdl::{self, JobType},
     jobs,
@@ -71,8 +77,10 @@ pub async fn submit(
             req.jobs.len()
         )));
     }
+    let max_input = c.config.max_input_bytes;
     let mut seen = HashSet::with_capacity(req.jobs.len());
     let mut checked = Vec::with_capacity(req.jobs.len());
+    let mut inline = Vec::new();
     for entry in req.jobs {
         let id = parse_job_id(entry.id.as_str())?;
         if !seen.insert(id.clone()) {
@@ -81,28 +89,36 @@ pub async fn submit(
             )));
         }
         let spec = read_spec(&id, &entry.jdl)?;
+        if let Some(text) = &entry.input {
+            inline.push((id.clone(), inline_input(&id, text, max_input)?));
+        }
         checked.push((id, spec, entry.jdl));
     }
-    let max_input = c.config.max_input_bytes;
     // The inputs are checked before anything is written: a batch with one job
     // missing its input queues none of them.
     // Owned values: a stream of futures borrowing `checked` is not `Send` enough
     // for an axum handler.
     let ids: Vec<JobId> = checked.iter().map(|(id, _, _)| id.clone()).collect();
-    stream::iter(ids.clone().into_iter().map(|id| {
+    let inlined: HashSet<&JobId> = inline.iter().map(|(id, _)| id).collect();
+    let uploaded: Vec<JobId> = ids
+        .iter()
+        .filter(|id| !inlined.contains(id))
+        .cloned()
+        .collect();
+    stream::iter(uploaded.into_iter().map(|id| {
         let c = c.clone();
         async move { check_input(&c, &id, max_input).await }
     }))
     .buffer_unordered(BLOB_CONCURRENCY)
     .try_collect::<Vec<()>>()
     .await?;
-    let before: Vec<Job> = stream::iter(ids.clone().into_iter().map(|id| {
-        let c = c.clone();
-        async move { super::jobs::load_job(&c, &id).await }
-    }))
-    .buffered(BLOB_CONCURRENCY)
-    .try_collect()
-    .await?;
+    let mut before = Vec::with_capacity(ids.len());
+    for (id, job) in ids.iter().zip(c.store.get_jobs(&ids).await?) {
+        match job {
+            Some(job) => before.push(job),
+            None => return Err(ApiError::not_found(format!("job {id} not found"))),
+        }
+    }
     let now = c.now();
     let mut writes = Vec::with_capacity(before.len());
     let mut originals = Vec::with_capacity(before.len());
@@ -115,18 +131,22 @@ pub async fn submit(
             jobs::Change::AlreadyDone => {}
         }
     }
-    // Every job may be queued: now its JDL is stored, then the records written.
-    let texts: Vec<(JobId, bytes::Bytes)> = checked
+    // Every job may be queued: now its JDL (and input, if it came along) is
+    // stored, all in one go, then the records written. An input goes only to a
+    // job being submitted now, as an upload goes only to a job not yet
+    // submitted: a batch sent again changes no input.
+    let submitting: HashSet<&JobId> = writes.iter().map(|j| &j.id).collect();
+    let mut blobs: Vec<(BlobPath, bytes::Bytes)> = checked
         .iter()
-        .map(|(id, _, jdl)| (id.clone(), bytes::Bytes::from(jdl.clone())))
+        .map(|(id, _, jdl)| (layout::jdl(id), bytes::Bytes::from(jdl.clone())))
         .collect();
-    stream::iter(texts.into_iter().map(|(id, bytes)| {
-        let c = c.clone();
-        async move { c.blobs.put_bytes(&layout::jdl(&id), bytes).await }
-    }))
-    .buffer_unordered(BLOB_CONCURRENCY)
-    .try_collect::<Vec<_>>()
-    .await?;
+    blobs.extend(
+        inline
+            .into_iter()
+            .filter(|(id, _)| submitting.contains(id))
+            .map(|(id, data)| (layout::input(&id), data)),
+    );
+    c.blobs.put_many(blobs).await?;
 
     let results = c.store.update_jobs(&writes).await?;
     let mut conflicts = Vec::new();

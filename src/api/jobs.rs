@@ -12,6 +12,7 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
+use base64::Engine as _;
 use futures::TryStreamExt;
 use reconcilers::{
     jdl::{self, JobType},
@@ -156,24 +157,38 @@ pub async fn submit(
             desc.job_type
         )));
     }
-    // A presigned upload bypasses the controller, so the limit is checked here.
-    match c.blobs.size(&layout::input(&id)).await? {
+    let max_input = c.config.max_input_bytes;
+    let jdl = (layout::jdl(&id), bytes::Bytes::from(req.jdl));
+    match &req.input {
+        // Sent along, stored with the JDL in one go; as an upload, only before
+        // the job is submitted (a submit sent again leaves the input as it was).
+        Some(text) => {
+            let input = (layout::input(&id), inline_input(&id, text, max_input)?);
+            let blobs = match load_job(&c, &id).await?.state {
+                JobState::Created => vec![input, jdl],
+                _ => vec![jdl],
+            };
+            c.blobs.put_many(blobs).await?;
+        }
         None => {
-            return Err(ApiError::conflict(format!(
-                "job {id} has no input archive yet: upload it (PUT /v1/jobs/{id}/input) before submitting"
-            )))
+            // A presigned upload bypasses the controller, so the limit is checked here.
+            match c.blobs.size(&layout::input(&id)).await? {
+                None => {
+                    return Err(ApiError::conflict(format!(
+                        "job {id} has no input archive yet: upload it (PUT /v1/jobs/{id}/input) before submitting"
+                    )))
+                }
+                Some(n) if n > max_input => {
+                    return Err(ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!("input archive of job {id} is {n} bytes, over the limit of {max_input} bytes"),
+                    ))
+                }
+                Some(_) => {}
+            }
+            c.blobs.put_bytes(&jdl.0, jdl.1).await?;
         }
-        Some(n) if n > c.config.max_input_bytes => {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("input archive of job {id} is {n} bytes, over the limit of {} bytes", c.config.max_input_bytes),
-            ))
-        }
-        Some(_) => {}
     }
-    c.blobs
-        .put_bytes(&layout::jdl(&id), req.jdl.into_bytes().into())
-        .await?;
     let spec = jobs::job_spec(&desc);
     let now = c.now();
     let job = c
@@ -184,6 +199,21 @@ pub async fn submit(
     c.hint(reconcilers::messages::Message::JobSubmitted { job: id.clone() });
     tracing::info!(job = %id, "submitted");
     Ok(Json(job))
+}
+
+/// An input archive sent with a submit (base64), within the same limit as an
+/// upload.
+pub(super) fn inline_input(id: &JobId, text: &str, limit: u64) -> Result<bytes::Bytes, ApiError> {
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|e| ApiError::bad_request(format!("the input of job {id} is not base64: {e}")))?;
+    match data.len() as u64 {
+        n if n > limit => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("input archive of job {id} is {n} bytes, over the limit of {limit} bytes"),
+        )),
+        _ => Ok(data.into()),
+    }
 }
 
 pub async fn status(State(c): State<Ctx>, Path(id): Path<String>) -> Result<Json<Job>, ApiError> {

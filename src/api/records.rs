@@ -245,6 +245,7 @@ pub async fn apply(
     // Submitted first: a record never names a job that is not queued.
     let submit = SubmitRequest {
         jdl: req.jdl.clone(),
+        input: None,
     };
     let Json(_queued) =
         jobs::submit(State(c.clone()), Path(req.job.to_string()), Json(submit)).await?;

@@ -32,6 +32,10 @@ pub struct InputUrl {
 pub struct SubmitRequest {
     /// The job's JDL (canonical form, as packed into the input archive).
     pub jdl: String,
+    /// The input archive itself (base64) when it is small, instead of an
+    /// upload of its own (`PUT /v1/jobs/{id}/input`) before the submit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -87,6 +91,11 @@ pub struct BatchAllocated {
 pub struct BatchEntry {
     pub id: JobId,
     pub jdl: String,
+    /// The input archive itself (base64) when it is small: stored with the
+    /// batch, so that a batch of small jobs takes two requests in all. Absent:
+    /// uploaded before (`PUT /v1/jobs/{id}/input`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<String>,
 }
 
 /// `POST /v1/batches/submit`: every job is queued, or none.

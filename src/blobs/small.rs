@@ -75,6 +75,23 @@ impl SmallBlobs {
         .await
     }
 
+    /// Many blobs in one transaction (one commit for a whole batch).
+    pub async fn put_many(&self, blobs: Vec<(String, Bytes)>) -> Result<(), BlobError> {
+        let n = blobs.len();
+        self.run(format!("writing {n} blobs"), move |conn| {
+            let tx = conn.unchecked_transaction()?;
+            {
+                let mut put =
+                    tx.prepare_cached("INSERT OR REPLACE INTO blobs (key, data) VALUES (?1, ?2)")?;
+                for (key, data) in &blobs {
+                    put.execute(params![key, &data[..]])?;
+                }
+            }
+            tx.commit()
+        })
+        .await
+    }
+
     pub async fn get(&self, key: &str) -> Result<Option<Bytes>, BlobError> {
         let key = key.to_string();
         self.run(format!("reading {key}"), move |conn| {

@@ -1,11 +1,13 @@
 //! Bulk submission: the jobs of a parametric JDL (or any list of planned jobs)
-//! submitted in batches: one request allocates a batch's ids, the input archives
-//! are uploaded several at once over kept-alive connections, and one request
-//! queues the batch (one store transaction on the controller).
+//! submitted in batches: one request allocates a batch's ids, and one request
+//! queues the batch with its small input archives (one store transaction on the
+//! controller); larger archives are uploaded before it, several at once over
+//! kept-alive connections.
 
 use super::pack::PackPlan;
 use crate::{api::wire::BatchEntry, client::Client};
 use anyhow::Context as _;
+use base64::Engine as _;
 use futures::{stream, StreamExt, TryStreamExt};
 use reconcilers::model::JobId;
 use std::io::Write as _;
@@ -13,8 +15,12 @@ use std::io::Write as _;
 /// Jobs per batch request: well under the controller's limit (10,000) and its
 /// JSON body limit (2 MiB) for JDLs of a few hundred bytes each.
 const BATCH: usize = 500;
-/// A batch request's JDLs stay under this many bytes (the body limit is 2 MiB).
+/// A batch request's JDLs and inline inputs stay under about this many bytes
+/// (the body limit is 2 MiB).
 const BATCH_BYTES: usize = 1 << 20;
+/// Input archives up to this size go with the batch request (base64) instead
+/// of an upload of their own.
+const INLINE_MAX: usize = 64 * 1024;
 /// Input archives packed and uploaded at once.
 const UPLOADS: usize = 16;
 /// Inputs up to this size are packed in memory; larger ones go through a
@@ -39,9 +45,9 @@ pub async fn submit_plans(
         let mut batch = Vec::new();
         let mut bytes = 0;
         while let Some(plan) = plans.next_if(|p| {
-            batch.is_empty() || (batch.len() < BATCH && bytes + p.job().jdl.len() <= BATCH_BYTES)
+            batch.is_empty() || (batch.len() < BATCH && bytes + request_bytes(p) <= BATCH_BYTES)
         }) {
-            bytes += plan.job().jdl.len();
+            bytes += request_bytes(&plan);
             batch.push(plan);
         }
         let ids = submit_batch(client, batch, &mut presigned).await?;
@@ -49,6 +55,18 @@ pub async fn submit_plans(
         all.extend(ids);
     }
     Ok(all)
+}
+
+/// What a job may add to its batch request: its JDL, and its input archive if
+/// small enough to go along (base64: 4/3 of it, the archive at most its files).
+fn request_bytes(plan: &PackPlan) -> usize {
+    let jdl = plan.job().jdl.len();
+    let input = plan.input_bytes() as usize + 1024;
+    jdl + if input <= INLINE_MAX {
+        input * 4 / 3
+    } else {
+        0
+    }
 }
 
 async fn submit_batch(
@@ -60,20 +78,21 @@ async fn submit_batch(
         .allocate_batch(plans.len())
         .await
         .with_context(|| format!("allocating {} job ids", plans.len()))?;
-    if presigned.is_none() {
-        if let Some(first) = ids.first() {
-            *presigned = Some(client.input_url(first).await?.is_some());
-        }
-    }
-    let presigned = presigned.unwrap_or(false);
     anyhow::ensure!(
         ids.len() == plans.len(),
         "the controller allocated {} job ids for a batch of {}",
         ids.len(),
         plans.len()
     );
+    // Whether blobs are on S3 (each large input goes to its own presigned URL)
+    // is asked once, and only if some input is too big to go with the batch.
+    let large = plans.iter().any(|p| p.input_bytes() as usize > INLINE_MAX);
+    if presigned.is_none() && large {
+        *presigned = Some(client.input_url(&ids[0]).await?.is_some());
+    }
+    let presigned = presigned.unwrap_or(false);
     let entries: Vec<BatchEntry> = stream::iter(ids.iter().cloned().zip(plans))
-        .map(|(id, plan)| upload(client, id, plan, presigned))
+        .map(|(id, plan)| pack(client, id, plan, presigned))
         .buffered(UPLOADS)
         .try_collect()
         .await?;
@@ -83,8 +102,9 @@ async fn submit_batch(
         .with_context(|| format!("submitting a batch of {} jobs", ids.len()))
 }
 
-/// Packs one job's input archive and uploads it; returns its batch entry.
-async fn upload(
+/// Packs one job's input archive: a small one goes in its batch entry, a
+/// larger one is uploaded now. Returns the job's batch entry.
+async fn pack(
     client: &Client,
     id: JobId,
     plan: PackPlan,
@@ -99,6 +119,10 @@ async fn upload(
             Ok::<_, anyhow::Error>((packed.jdl, out))
         })
         .await??;
+        if bytes.len() <= INLINE_MAX {
+            let input = Some(base64::engine::general_purpose::STANDARD.encode(&bytes));
+            return Ok(BatchEntry { id, jdl, input });
+        }
         let len = bytes.len() as u64;
         (jdl, reqwest::Body::from(bytes), len)
     } else {
@@ -134,7 +158,11 @@ async fn upload(
             .await
             .with_context(uploading)?,
     }
-    Ok(BatchEntry { id, jdl })
+    Ok(BatchEntry {
+        id,
+        jdl,
+        input: None,
+    })
 }
 
 /// `drover submit`: a parametric JDL file is expanded and submitted in bulk;

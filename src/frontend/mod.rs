@@ -16,6 +16,7 @@ use crate::{
     client::Client,
 };
 use anyhow::Context as _;
+use base64::Engine as _;
 use futures::StreamExt;
 use reconcilers::{
     jdl::JobDescription,
@@ -75,17 +76,42 @@ pub async fn submit(
     for w in &plan.job().warnings {
         eprintln!("{w}");
     }
-    let (id, jdl) = upload(client, plan).await?;
+    let (id, archive, packed) = allocate_and_pack(client, plan).await?;
+    // A small input goes with the submit request: two requests in all.
+    let input = match std::fs::metadata(archive.path()) {
+        Ok(m) if m.len() <= INLINE_MAX => Some(
+            base64::engine::general_purpose::STANDARD
+                .encode(std::fs::read(archive.path()).context("reading the input archive back")?),
+        ),
+        _ => {
+            send_archive(client, &id, &archive).await?;
+            None
+        }
+    };
     let job = client
-        .submit(&id, jdl)
+        .submit(&id, packed.jdl, input)
         .await
         .with_context(|| format!("submitting job {id}"))?;
     Ok(job)
 }
 
+/// Input archives up to this size go with the submit request (base64) instead
+/// of an upload of their own.
+const INLINE_MAX: u64 = 64 * 1024;
+
 /// Allocates a job id and uploads the plan's input archive (with a progress bar
 /// on a terminal); returns the id and the JDL to submit it with.
 pub async fn upload(client: &Client, plan: pack::PackPlan) -> anyhow::Result<(JobId, String)> {
+    let (id, archive, packed) = allocate_and_pack(client, plan).await?;
+    send_archive(client, &id, &archive).await?;
+    Ok((id, packed.jdl))
+}
+
+/// Allocates a job id for the plan and packs its input archive.
+async fn allocate_and_pack(
+    client: &Client,
+    plan: pack::PackPlan,
+) -> anyhow::Result<(JobId, tempfile::NamedTempFile, pack::PackedJob)> {
     // The controller checks the size first: nothing is sent, and no job made,
     // for an input over its limit.
     let id = client.allocate_for_input(plan.input_bytes()).await?;
@@ -94,6 +120,15 @@ pub async fn upload(client: &Client, plan: pack::PackPlan) -> anyhow::Result<(Jo
     let (archive, packed) = tokio::task::spawn_blocking(move || write_archive(plan))
         .await
         .context("writing the input archive")??;
+    Ok((id, archive, packed))
+}
+
+/// Uploads a packed input archive (with a progress bar on a terminal).
+async fn send_archive(
+    client: &Client,
+    id: &JobId,
+    archive: &tempfile::NamedTempFile,
+) -> anyhow::Result<()> {
     let file = tokio::fs::File::open(archive.path())
         .await
         .context("reading the input archive back")?;
@@ -103,18 +138,18 @@ pub async fn upload(client: &Client, plan: pack::PackPlan) -> anyhow::Result<(Jo
         .await
         .context("reading the input archive back")?
         .len();
-    let presigned = client.input_url(&id).await.with_context(uploading)?;
+    let presigned = client.input_url(id).await.with_context(uploading)?;
     let pb = progress::bytes(Some(len), format!("uploading input of {id}"));
     let chunks = tokio_util::io::ReaderStream::new(file);
     let body = reqwest::Body::wrap_stream(progress::counted(chunks, pb.clone()));
     let sent = match presigned {
         // Blobs on S3: straight to the bucket, no credentials needed.
         Some(url) => client.upload_presigned_body(&url, body, len).await,
-        None => client.upload_input(&id, body).await,
+        None => client.upload_input(id, body).await,
     };
     pb.finish_and_clear();
     sent.with_context(uploading)?;
-    Ok((id, packed.jdl))
+    Ok(())
 }
 
 /// Writes the plan's input archive to a temporary file (blocking I/O).

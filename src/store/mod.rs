@@ -87,6 +87,16 @@ pub trait Store: JobRecords + Send + Sync + 'static {
 
     async fn get_job(&self, id: &JobId) -> StoreResult<Option<Job>>;
 
+    /// Many jobs by id, in the order asked (`None` for those not found). SQLite
+    /// reads them in one go; the default reads them one by one.
+    async fn get_jobs(&self, ids: &[JobId]) -> StoreResult<Vec<Option<Job>>> {
+        let mut jobs = Vec::with_capacity(ids.len());
+        for id in ids {
+            jobs.push(self.get_job(id).await?);
+        }
+        Ok(jobs)
+    }
+
     /// Writes `job` only if the stored version still equals `job.version`, and
     /// stores it with version + 1, which it returns. A stale write gets `Conflict`.
     async fn update_job(&self, job: &Job) -> StoreResult<u64>;

@@ -567,6 +567,16 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn get_jobs(&self, ids: &[JobId]) -> StoreResult<Vec<Option<Job>>> {
+        let ids = ids.to_vec();
+        self.run(format!("reading {} jobs", ids.len()), move |conn| {
+            ids.iter()
+                .map(|id| Ok(load_jobs(conn, "WHERE id = ?1", &[&id.as_str()])?.pop()))
+                .collect()
+        })
+        .await
+    }
+
     async fn update_job(&self, job: &Job) -> StoreResult<u64> {
         let job = job.clone();
         self.write(format!("updating job {}", job.id), move |tx| {

@@ -12,6 +12,18 @@ pub async fn a_created_job_reads_back_as_written_and_an_unknown_one_is_none(f: F
     assert_eq!(f.store.get_job(&JobId::new("nope")).await.unwrap(), None);
 }
 
+pub async fn get_jobs_reads_many_in_the_order_asked_none_for_the_unknown(f: Fixture) {
+    let a = on_worker("j-a", JobState::Running, 7, "w-1");
+    let b = job("j-b", JobState::Created, 3);
+    f.store.create_jobs(&[a.clone(), b.clone()]).await.unwrap();
+    let asked = [JobId::new("j-b"), JobId::new("nope"), JobId::new("j-a")];
+    assert_eq!(
+        f.store.get_jobs(&asked).await.unwrap(),
+        [Some(b), None, Some(a)]
+    );
+    assert_eq!(f.store.get_jobs(&[]).await.unwrap(), []);
+}
+
 pub async fn a_taken_id_is_refused_and_an_update_of_an_unknown_job_is_not_found(f: Fixture) {
     let j = job("j-1", JobState::Created, 1);
     let err = f.store.update_job(&j).await.unwrap_err();
