@@ -30,6 +30,7 @@ use workers::*;
 use aws_sdk_dynamodb::types::AttributeValue;
 use drover::store::{
     dynamodb::DynamoStore, sqlite::SqliteStore, Heartbeat, JobFilter, Store, StoreError,
+    StoreResult,
 };
 use futures::{stream, StreamExt};
 use moto::Moto;

@@ -377,10 +377,13 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let long_running = matches!(cli.command, Command::Controller { .. } | Command::Worker(_));
     init_logging(&cli, if long_running { "info" } else { "warn" });
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // The worker waits on the controller and its jobs: one thread does it with
+    // less switching between threads (and its blocking work has its own pool).
+    let mut builder = match cli.command {
+        Command::Worker(_) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: starting the async runtime: {e}");
