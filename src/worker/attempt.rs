@@ -115,7 +115,9 @@ fn retry_policy() -> ExponentialBuilder {
 }
 
 impl AttemptContext {
-    pub async fn run(&self, a: Assignment, cancel: CancellationToken) {
+    /// Runs the attempt in `slot`, which is given back as soon as the job has
+    /// run: reporting its result does not keep the next job waiting.
+    pub async fn run(&self, a: Assignment, cancel: CancellationToken, slot: super::Slot) {
         let dir = self
             .config
             .work_dir
@@ -131,6 +133,7 @@ impl AttemptContext {
         }
         tracing::info!(job = %a.job, attempt = a.attempt, "attempt started");
         let result = self.execute(&a, &dir, cancel.clone()).await;
+        drop(slot);
         if result.outcome == AttemptOutcome::Cancelled && !self.shutdown.is_cancelled() {
             // Stopped because the controller moved on (cancelled, or requeued it):
             // there is nothing to report and nothing of it may be uploaded.

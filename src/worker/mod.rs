@@ -25,7 +25,10 @@ use reconcilers::{
 use std::{
     collections::HashMap,
     path::PathBuf,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        Arc, Mutex,
+    },
     time::Duration,
 };
 use tokio::sync::Notify;
@@ -55,11 +58,27 @@ pub struct WorkerConfig {
 #[derive(Default)]
 struct Held {
     jobs: Mutex<HashMap<HeldJob, CancellationToken>>,
-    /// Woken when an attempt ends and frees a slot.
+    /// The attempts whose job is being prepared or run: the slots taken. An
+    /// attempt that is only reporting its result no longer takes one.
+    running: AtomicU32,
+    /// Woken when a slot frees.
     freed: Notify,
 }
 
+/// A slot taken by one attempt, given back when dropped.
+pub struct Slot(Arc<Held>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::SeqCst);
+        self.0.freed.notify_one();
+    }
+}
+
 impl Held {
+    fn running(&self) -> u32 {
+        self.running.load(Ordering::SeqCst)
+    }
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<HeldJob, CancellationToken>> {
         self.jobs.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -178,7 +197,7 @@ async fn ping_loop(
 ) {
     loop {
         let list = held.list();
-        let free_slots = config.slots.saturating_sub(list.len() as u32);
+        let free_slots = config.slots.saturating_sub(held.running());
         let msg = Message::Ping {
             worker: worker.clone(),
             held: list,
@@ -230,7 +249,7 @@ async fn take_assignments(
     let mut backoff = backon::BackoffBuilder::build(crate::runtime::loops::error_backoff());
     while !epoch.is_cancelled() {
         while attempts.try_join_next().is_some() {}
-        if held.lock().len() as u32 >= config.slots {
+        if held.running() >= config.slots {
             tokio::select! {
                 _ = held.freed.notified() => continue,
                 _ = epoch.cancelled() => return,
@@ -284,11 +303,13 @@ fn start_attempt(
     let token = epoch.child_token();
     {
         let mut jobs = held.lock();
-        if jobs.contains_key(&key) || jobs.len() as u32 >= config.slots {
+        if jobs.contains_key(&key) || held.running() >= config.slots {
             return; // already running it, or full: it stays assigned for later
         }
         jobs.insert(key.clone(), token.clone());
+        held.running.fetch_add(1, Ordering::SeqCst);
     }
+    let slot = Slot(held.clone());
     let ctx = attempt::AttemptContext {
         client: client.clone(),
         config: config.clone(),
@@ -297,8 +318,7 @@ fn start_attempt(
     };
     let held = held.clone();
     attempts.spawn(async move {
-        ctx.run(a, token).await;
+        ctx.run(a, token, slot).await;
         held.lock().remove(&key);
-        held.freed.notify_one();
     });
 }
