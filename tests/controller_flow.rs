@@ -4,8 +4,36 @@
 
 mod common;
 
-use common::{manifests_dir, read, Controller, TestDir};
+use common::{http, manifests_dir, read, Controller, TestDir};
+use serde_json::json;
 use std::time::Duration;
+
+/// A worker's report sent again (its answer was lost), with its logs attached
+/// as reports carry them: answered as done, and nothing stored over what was.
+#[test]
+fn a_report_sent_again_with_its_logs_attached_is_answered_as_done() {
+    let dir = TestDir::new();
+    let ctl = Controller::start(&dir);
+    let id = ctl.submit(&manifests_dir().join("hello.jdl"));
+    let job = ctl.wait_done(&id, Duration::from_secs(20));
+    assert_eq!(job["state"], "succeeded", "{job:#}");
+    let attempt = &job["attempts"][0];
+    let log = format!("jobs/{id}/attempts/1/worker.log");
+    let log_before = ctl.blob(&log);
+    assert!(
+        log_before.is_some(),
+        "the worker's log came with its report"
+    );
+    let again = json!({
+        "type": "finished", "worker": attempt["worker"], "job": id, "attempt": 1,
+        "outcome": "succeeded", "exit_code": attempt["exit_code"], "reason": null,
+        "has_output": attempt["has_output"], "attached": { "worker": "c2VudCBhZ2Fpbg==" },
+    });
+    let (status, body) = http(&ctl.url, "POST", "/v1/messages", Some(again));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ctl.blob(&log), log_before, "the log was stored over");
+    assert_eq!(ctl.job(&id), job, "the job changed");
+}
 
 #[test]
 fn a_submitted_job_is_waited_for_fetched_and_shown_with_its_attempts() {

@@ -316,30 +316,98 @@ pub fn reconcile(s: &JobsSnapshot) -> JobsPlan {
         crate::dispatch::capacity(w, s.prefetch_per_slot)
             .saturating_sub(used_on(&w.id).max(w.slots))
     });
-    let capacity: u32 = free.iter().chain(&prefetch).map(|(_, n)| n).sum();
+    let free_slots: u32 = free.iter().map(|(_, n)| n).sum();
+    let capacity: u32 = free_slots + prefetch.iter().map(|(_, n)| n).sum::<u32>();
     let take = (capacity as usize).min(queued.len());
-    if take > 0 {
-        // Work that already started once (requeued from a lost worker, or retried)
-        // goes first, then the oldest: a lost worker's jobs run elsewhere within a
-        // tick even behind a long queue (`dispatch::dispatch_order`, which the stores'
-        // bounded reads follow too). Only the first `take` jobs matter: a partial
-        // selection, not a full sort, keeps the tick cheap when 100,000 jobs wait.
-        let by_age = |a: &&Job, b: &&Job| crate::dispatch::dispatch_order(a, b);
-        if take < queued.len() {
-            queued.select_nth_unstable_by(take, by_age);
-            queued.truncate(take);
-        }
-        queued.sort_by(by_age);
-        let mut order = round_robin(free, take);
-        let rest = take - order.len();
-        order.extend(round_robin(prefetch, rest));
-        for (job, worker) in queued.iter().zip(order) {
-            plan.writes.push(assign(job, worker, s.now));
-            plan.assigned.push((job.id.clone(), worker.clone()));
-        }
+    // Work that already started once (requeued from a lost worker, or retried)
+    // goes first, then the oldest: a lost worker's jobs run elsewhere within a
+    // tick even behind a long queue (`dispatch::dispatch_order`, which the stores'
+    // bounded reads follow too). Only the first `take` jobs matter: a partial
+    // selection, not a full sort, keeps the tick cheap when 100,000 jobs wait.
+    let by_age = |a: &&Job, b: &&Job| crate::dispatch::dispatch_order(a, b);
+    if take < queued.len() {
+        queued.select_nth_unstable_by(take, by_age);
+        queued.truncate(take);
     }
-    steal_prefetched(s, &alive, &used, &mut plan);
+    queued.sort_by(by_age);
+    // A free slot takes the first job in dispatch order among the queued ones
+    // and those prefetched by a busy worker (waiting there behind a job that
+    // may run for hours): prefetch never lets a newer job overtake an older one
+    // for a free slot, nor leaves a worker idle while a job waits elsewhere.
+    let mut for_free: Vec<&Job> = queued
+        .iter()
+        .copied()
+        .chain(waiting_beyond_slots(s.jobs, &alive, &used))
+        .collect();
+    for_free.sort_by(by_age);
+    for_free.truncate(free_slots as usize);
+    let moved: std::collections::HashSet<&JobId> = for_free.iter().map(|j| &j.id).collect();
+    let rest: Vec<&Job> = queued
+        .iter()
+        .copied()
+        .filter(|j| !moved.contains(&j.id))
+        .collect();
+    for (job, worker) in for_free.into_iter().zip(round_robin(free, usize::MAX)) {
+        let next = match job.state {
+            JobState::Queued => assign(job, worker, s.now),
+            // The same attempt, on another worker; a conditional write like any
+            // other: if the first worker started it meanwhile, the move is
+            // refused; if the move lands first, that worker's `started` is
+            // refused and it never runs it.
+            _ => moved_to(job, worker, s.now),
+        };
+        plan.writes.push(next);
+        plan.assigned.push((job.id.clone(), worker.clone()));
+    }
+    for (job, worker) in rest.into_iter().zip(round_robin(prefetch, usize::MAX)) {
+        plan.writes.push(assign(job, worker, s.now));
+        plan.assigned.push((job.id.clone(), worker.clone()));
+    }
     plan
+}
+
+/// A prefetched job moved to `worker`'s free slot.
+fn moved_to(job: &Job, worker: &WorkerId, now: Timestamp) -> Job {
+    let mut next = job.clone();
+    if let Some(a) = next.current_attempt_mut() {
+        a.worker = worker.clone();
+        a.assigned_at = now;
+    }
+    next
+}
+
+/// The prefetched jobs that wait on a busy worker: assigned, not started, and
+/// beyond their worker's slots; on each worker the ones it would start last.
+fn waiting_beyond_slots<'a>(
+    jobs: &'a [Job],
+    alive: &HashMap<&WorkerId, &Worker>,
+    used: &HashMap<&WorkerId, u32>,
+) -> Vec<&'a Job> {
+    let mut waiting = Vec::new();
+    for w in alive.values() {
+        let excess = used
+            .get(&w.id)
+            .copied()
+            .unwrap_or(0)
+            .saturating_sub(w.slots) as usize;
+        if excess == 0 {
+            continue;
+        }
+        let mut mine: Vec<&Job> = jobs
+            .iter()
+            .filter(|j| j.state == JobState::Assigned && j.worker() == Some(&w.id))
+            .collect();
+        // Latest assigned first; among those assigned together, the last in
+        // dispatch order (the worker starts the first ones first).
+        mine.sort_by(|a, b| {
+            let at = |j: &Job| j.current_attempt().map(|a| a.assigned_at);
+            at(b)
+                .cmp(&at(a))
+                .then_with(|| crate::dispatch::dispatch_order(b, a))
+        });
+        waiting.extend(mine.into_iter().take(excess));
+    }
+    waiting
 }
 
 /// Each worker's room by `room_of`, most room first (work spreads over the
@@ -372,62 +440,6 @@ fn round_robin(mut room: Vec<(&WorkerId, u32)>, limit: usize) -> Vec<&WorkerId> 
         }
     }
     order
-}
-
-/// When the queue ran dry with slots still free somewhere, prefetched jobs
-/// (assigned to a worker whose slots are all taken, so not yet started) move
-/// to the free slots: prefetch must never leave a worker idle while a job
-/// waits on another. The move is a conditional write like any other: if the
-/// first worker started the job meanwhile, the move is refused; if the move
-/// lands first, that worker's `started` is refused and it never runs it.
-fn steal_prefetched(
-    s: &JobsSnapshot,
-    alive: &HashMap<&WorkerId, &Worker>,
-    used: &HashMap<&WorkerId, u32>,
-    plan: &mut JobsPlan,
-) {
-    // This tick's assignments count as used already.
-    let mut assigned_to: HashMap<&WorkerId, u32> = HashMap::new();
-    for (_, w) in &plan.assigned {
-        if let Some((id, _)) = alive.get_key_value(w) {
-            *assigned_to.entry(*id).or_default() += 1;
-        }
-    }
-    let used_on =
-        |w: &WorkerId| used.get(w).copied().unwrap_or(0) + assigned_to.get(w).copied().unwrap_or(0);
-    let idle = room(alive, |w| w.slots.saturating_sub(used_on(&w.id)));
-    let idle_slots: u32 = idle.iter().map(|(_, n)| n).sum();
-    if idle_slots == 0 {
-        return;
-    }
-    // On each worker over its slots, its most recently assigned jobs wait longest.
-    let mut waiting: Vec<&Job> = Vec::new();
-    for w in alive.values() {
-        let excess = used_on(&w.id).saturating_sub(w.slots) as usize;
-        if excess == 0 {
-            continue;
-        }
-        let mut mine: Vec<&Job> = s
-            .jobs
-            .iter()
-            .filter(|j| j.state == JobState::Assigned && j.worker() == Some(&w.id))
-            .collect();
-        mine.sort_by_key(|j| std::cmp::Reverse(j.current_attempt().map(|a| a.assigned_at)));
-        waiting.extend(mine.into_iter().take(excess));
-    }
-    waiting.sort_by(|a, b| crate::dispatch::dispatch_order(a, b));
-    for (job, to) in waiting
-        .into_iter()
-        .zip(round_robin(idle, idle_slots as usize))
-    {
-        let mut next = job.clone();
-        if let Some(a) = next.current_attempt_mut() {
-            a.worker = to.clone();
-            a.assigned_at = s.now;
-        }
-        plan.writes.push(next);
-        plan.assigned.push((job.id.clone(), to.clone()));
-    }
 }
 
 #[cfg(test)]

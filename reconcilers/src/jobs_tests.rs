@@ -117,6 +117,26 @@ fn a_prefetched_job_moves_to_an_idle_worker_when_the_queue_is_empty() {
     assert!(check_current(moved, &WorkerId::new("idle"), 1).is_ok());
 }
 
+/// A job prefetched behind a long job does not wait there while newer jobs
+/// take the free slots elsewhere: a free slot takes the oldest of the queued
+/// and the waiting jobs.
+#[test]
+fn a_free_slot_takes_a_waiting_prefetched_job_before_a_newer_queued_one() {
+    let workers = [worker("busy", 1, 90), worker("idle", 1, 90)];
+    let jobs = vec![
+        on_worker("long", "busy", JobState::Running),
+        on_worker("waiting", "busy", JobState::Assigned),
+        queued("newer", 50),
+    ];
+    let plan = prefetching_at_100(&jobs, &workers, 1);
+    assert_eq!(
+        assigned_to(&plan),
+        [("waiting", "idle"), ("newer", "idle")],
+        "the waiting job runs now; the newer one waits for it"
+    );
+    assert_eq!(plan.writes[1].state, JobState::Assigned);
+}
+
 #[test]
 fn a_job_assigned_within_its_workers_slots_is_about_to_start_and_stays() {
     let workers = [worker("w1", 2, 90), worker("idle", 1, 90)];

@@ -64,6 +64,11 @@ pub struct PingReply {
     pub controllers: Vec<String>,
 }
 
+/// Archives and logs up to this size travel inside a request (base64) instead
+/// of as an upload or download of their own: an input with its submit or its
+/// assignment, logs and an output with the worker's report.
+pub const INLINE_MAX_BYTES: usize = 64 * 1024;
+
 /// One attempt for a worker to run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Assignment {

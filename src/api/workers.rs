@@ -204,6 +204,11 @@ async fn store_attached(
     attached: BTreeMap<String, String>,
 ) -> Result<(), ApiError> {
     let job = load_job(c, id).await?;
+    // The same report twice (its answer was lost): what it carried is stored
+    // already, and `finish` answers it as done.
+    if let Ok(jobs::Change::AlreadyDone) = jobs::finish(&job, report, c.now()) {
+        return Ok(());
+    }
     refused_is_stale(jobs::check_current(&job, &report.worker, report.attempt).map(|()| job))?;
     let limit = c.config.max_output_bytes;
     for (blob, text) in attached {

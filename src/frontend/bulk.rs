@@ -5,7 +5,10 @@
 //! kept-alive connections.
 
 use super::pack::PackPlan;
-use crate::{api::wire::BatchEntry, client::Client};
+use crate::{
+    api::wire::{BatchEntry, INLINE_MAX_BYTES},
+    client::Client,
+};
 use anyhow::Context as _;
 use base64::Engine as _;
 use futures::{stream, StreamExt, TryStreamExt};
@@ -20,7 +23,7 @@ const BATCH: usize = 500;
 const BATCH_BYTES: usize = 1 << 20;
 /// Input archives up to this size go with the batch request (base64) instead
 /// of an upload of their own.
-const INLINE_MAX: usize = 64 * 1024;
+const INLINE_MAX: usize = INLINE_MAX_BYTES;
 /// Input archives packed and uploaded at once.
 const UPLOADS: usize = 16;
 /// Inputs up to this size are packed in memory; larger ones go through a
@@ -58,15 +61,19 @@ pub async fn submit_plans(
 }
 
 /// What a job may add to its batch request: its JDL, and its input archive if
-/// small enough to go along (base64: 4/3 of it, the archive at most its files).
+/// it goes along (base64: 4/3 of it, the archive at most its files).
 fn request_bytes(plan: &PackPlan) -> usize {
     let jdl = plan.job().jdl.len();
-    let input = plan.input_bytes() as usize + 1024;
-    jdl + if input <= INLINE_MAX {
-        input * 4 / 3
-    } else {
-        0
-    }
+    jdl + inline_estimate(plan).map_or(0, |input| input * 4 / 3)
+}
+
+/// The input archive's most likely size (its files, its JDL and headers), if
+/// it is small enough to go with the batch. Only such inputs go along, so that
+/// the batch stays within the body limit `request_bytes` counted on, whatever
+/// gzip makes of the others.
+fn inline_estimate(plan: &PackPlan) -> Option<usize> {
+    let input = plan.input_bytes() as usize + 1024 + 512 * plan.job().files.len();
+    (input <= INLINE_MAX).then_some(input)
 }
 
 async fn submit_batch(
@@ -86,7 +93,7 @@ async fn submit_batch(
     );
     // Whether blobs are on S3 (each large input goes to its own presigned URL)
     // is asked once, and only if some input is too big to go with the batch.
-    let large = plans.iter().any(|p| p.input_bytes() as usize > INLINE_MAX);
+    let large = plans.iter().any(|p| inline_estimate(p).is_none());
     if presigned.is_none() && large {
         *presigned = Some(client.input_url(&ids[0]).await?.is_some());
     }
@@ -112,6 +119,7 @@ async fn pack(
 ) -> anyhow::Result<BatchEntry> {
     let uploading = || format!("uploading the input archive of job {id}");
     let size: u64 = plan.job().files.iter().map(|f| f.bytes).sum();
+    let inline = inline_estimate(&plan).is_some();
     let (jdl, body, len) = if size <= IN_MEMORY {
         let (jdl, bytes) = tokio::task::spawn_blocking(move || {
             let mut out = Vec::new();
@@ -119,7 +127,7 @@ async fn pack(
             Ok::<_, anyhow::Error>((packed.jdl, out))
         })
         .await??;
-        if bytes.len() <= INLINE_MAX {
+        if inline && bytes.len() <= INLINE_MAX {
             let input = Some(base64::engine::general_purpose::STANDARD.encode(&bytes));
             return Ok(BatchEntry { id, jdl, input });
         }

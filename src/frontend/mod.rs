@@ -11,6 +11,7 @@ pub mod table;
 
 pub use show::{print_job, print_jobs, time};
 
+use crate::api::wire::INLINE_MAX_BYTES;
 use crate::{
     archive::{unpack_tar_gz_file, UnpackLimits},
     client::Client,
@@ -79,7 +80,7 @@ pub async fn submit(
     let (id, archive, packed) = allocate_and_pack(client, plan).await?;
     // A small input goes with the submit request: two requests in all.
     let input = match std::fs::metadata(archive.path()) {
-        Ok(m) if m.len() <= INLINE_MAX => Some(
+        Ok(m) if m.len() <= INLINE_MAX_BYTES as u64 => Some(
             base64::engine::general_purpose::STANDARD
                 .encode(std::fs::read(archive.path()).context("reading the input archive back")?),
         ),
@@ -94,10 +95,6 @@ pub async fn submit(
         .with_context(|| format!("submitting job {id}"))?;
     Ok(job)
 }
-
-/// Input archives up to this size go with the submit request (base64) instead
-/// of an upload of their own.
-const INLINE_MAX: u64 = 64 * 1024;
 
 /// Allocates a job id and uploads the plan's input archive (with a progress bar
 /// on a terminal); returns the id and the JDL to submit it with.

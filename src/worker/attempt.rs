@@ -55,7 +55,7 @@ impl Input {
 
 /// Logs and output archives up to this size go with the report instead of as
 /// uploads of their own: one request per quiet job instead of up to five.
-const ATTACH_MAX_BYTES: u64 = 64 * 1024;
+const ATTACH_MAX_BYTES: u64 = crate::api::wire::INLINE_MAX_BYTES as u64;
 
 enum Small {
     Empty,

@@ -635,6 +635,12 @@ impl Attempt<'_> {
         if let Some(path) = named {
             return (Output::File(path.clone()), None);
         }
+        // Under a sandbox quota the streams stay files: RLIMIT_FSIZE then
+        // bounds them as it bounds every file of the job, which a pipe
+        // drained by the worker would escape.
+        if self.quota.is_some() {
+            return (Output::File(fallback), None);
+        }
         match Capture::start(fallback.clone()) {
             Ok(capture) => (capture.output(), Some(capture)),
             Err(e) => {

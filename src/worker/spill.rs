@@ -61,6 +61,11 @@ impl Spill {
         Ok(&self.path)
     }
 
+    /// Whether `more` bytes would still be kept in memory (no file written).
+    pub fn keeps_in_memory(&self, more: usize) -> bool {
+        self.file.is_none() && self.memory.len() + more <= SPILL_AT
+    }
+
     /// What was written, and where (writes are unbuffered: nothing is left
     /// to flush).
     pub fn finish(self) -> Spilled {

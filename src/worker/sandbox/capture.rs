@@ -85,7 +85,29 @@ async fn drain(
         if failed {
             continue;
         }
-        if let Err(e) = spill.write_all(&buf[..n]) {
+        let written = if spill.keeps_in_memory(n) {
+            spill.write_all(&buf[..n])
+        } else {
+            // A file write may wait on the disk: not on the worker's one thread,
+            // where pings and every other attempt run.
+            let chunk = buf[..n].to_vec();
+            let wrote = tokio::task::spawn_blocking(move || {
+                let written = spill.write_all(&chunk);
+                (spill, written)
+            })
+            .await;
+            match wrote {
+                Ok((back, written)) => {
+                    spill = back;
+                    written
+                }
+                Err(e) => {
+                    tracing::warn!("keeping a job's stream: {e}");
+                    return Spilled::Memory(Vec::new());
+                }
+            }
+        };
+        if let Err(e) = written {
             tracing::warn!("keeping a job's stream: {e}; the rest is dropped");
             failed = true;
         }
