@@ -28,8 +28,8 @@ pub fn dispatch_order(a: &Job, b: &Job) -> Ordering {
 /// How many jobs a worker may hold (assigned or running): one per slot, plus
 /// `prefetch_per_slot` per slot waiting there for a slot to free, so that a
 /// worker starts its next job as soon as one ends instead of a tick later.
-/// Prefetched jobs move to an idle worker when the queue runs dry
-/// (`jobs::reconcile`).
+/// A prefetched job moves to a free slot elsewhere when it is the oldest
+/// waiting for one (`jobs::reconcile`).
 pub fn capacity(w: &Worker, prefetch_per_slot: u32) -> u32 {
     w.slots.saturating_mul(prefetch_per_slot.saturating_add(1))
 }
