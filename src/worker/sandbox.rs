@@ -322,20 +322,11 @@ impl Attempt<'_> {
                 i + 1,
                 scripts.len()
             ));
-            let log = self.log_file()?;
             let wall = self.remaining();
             let exit = self
-                .run_program(
-                    name,
-                    program,
-                    args,
-                    None,
-                    log.clone().into(),
-                    log.into(),
-                    wall,
-                )
+                .run_to_log("prologue", name, program, args, wall)
                 .await
-                .map_err(|e| Ending::before_run(start_failure("prologue", name, &e)))?;
+                .map_err(Ending::before_run)?;
             if let Some(reason) = self.over_quota(&exit) {
                 return Err(failed(None, format!("prologue `{name}`: {reason}")));
             }
@@ -474,29 +465,11 @@ impl Attempt<'_> {
             }
         };
         self.log.note(&format!("epilogue `{name}` starting"));
-        let log = match self.log_file() {
-            Ok(log) => log,
-            Err(e) => {
-                self.fail(&mut ending, e.reason.unwrap_or_default());
-                return ending;
-            }
-        };
         let wall = self.job.max_wall_time.map(Duration::from_secs);
-        let exit = match self
-            .run_program(
-                name,
-                program,
-                args,
-                None,
-                log.clone().into(),
-                log.into(),
-                wall,
-            )
-            .await
-        {
+        let exit = match self.run_to_log("epilogue", name, program, args, wall).await {
             Ok(exit) => exit,
-            Err(e) => {
-                self.fail(&mut ending, start_failure("epilogue", name, &e));
+            Err(reason) => {
+                self.fail(&mut ending, reason);
                 return ending;
             }
         };
@@ -580,12 +553,31 @@ impl Attempt<'_> {
         (None, None)
     }
 
-    /// worker.log as a file, for a Prologue or Epilogue to write its output to.
-    fn log_file(&mut self) -> Result<PathBuf, Ending> {
-        match self.log.as_file() {
-            Ok(path) => Ok(path.to_path_buf()),
-            Err(e) => Err(Ending::before_run(io_reason("creating worker.log", &e))),
-        }
+    /// Runs a Prologue or Epilogue (`what`: which) with its output appended to
+    /// worker.log, which becomes a file for it; why it could not start, if so.
+    async fn run_to_log(
+        &mut self,
+        what: &str,
+        name: &str,
+        program: PathBuf,
+        args: Vec<String>,
+        wall: Option<Duration>,
+    ) -> Result<ProcessExit, String> {
+        let log = match self.log.as_file() {
+            Ok(path) => path.to_path_buf(),
+            Err(e) => return Err(io_reason("creating worker.log", &e)),
+        };
+        self.run_program(
+            name,
+            program,
+            args,
+            None,
+            log.clone().into(),
+            log.into(),
+            wall,
+        )
+        .await
+        .map_err(|e| start_failure(what, name, &e))
     }
 
     /// A later failure fails a successful attempt; an attempt that already failed
