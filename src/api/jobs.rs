@@ -12,7 +12,6 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use base64::Engine as _;
 use futures::TryStreamExt;
 use reconcilers::{
     jdl::{self, JobType},
@@ -204,8 +203,7 @@ pub async fn submit(
 /// An input archive sent with a submit (base64), within the same limit as an
 /// upload.
 pub(super) fn inline_input(id: &JobId, text: &str, limit: u64) -> Result<bytes::Bytes, ApiError> {
-    let data = base64::engine::general_purpose::STANDARD
-        .decode(text)
+    let data = decode_inline(text)
         .map_err(|e| ApiError::bad_request(format!("the input of job {id} is not base64: {e}")))?;
     match data.len() as u64 {
         n if n > limit => Err(ApiError::new(

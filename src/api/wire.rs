@@ -69,6 +69,17 @@ pub struct PingReply {
 /// assignment, logs and an output with the worker's report.
 pub const INLINE_MAX_BYTES: usize = 64 * 1024;
 
+/// Bytes inside a JSON request or reply: standard base64.
+pub fn encode_inline(data: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+pub fn decode_inline(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(text)
+}
+
 /// One attempt for a worker to run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Assignment {

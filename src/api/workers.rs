@@ -21,7 +21,6 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use base64::Engine as _;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path as BlobPath;
@@ -213,8 +212,7 @@ async fn store_attached(
     let limit = c.config.max_output_bytes;
     for (blob, text) in attached {
         let key = attempt_blob_key(id, report.attempt, &blob)?;
-        let data = base64::engine::general_purpose::STANDARD
-            .decode(&text)
+        let data = decode_inline(&text)
             .map_err(|e| ApiError::bad_request(format!("attached `{blob}` is not base64: {e}")))?;
         if data.len() as u64 > limit {
             let why = format!(
@@ -363,7 +361,7 @@ pub async fn assignments(
                     .blobs
                     .get_small(&layout::input(&a.job))
                     .await?
-                    .map(|data| base64::engine::general_purpose::STANDARD.encode(data));
+                    .map(|data| encode_inline(&data));
             }
             return Ok(Json(found));
         }

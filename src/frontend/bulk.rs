@@ -6,11 +6,10 @@
 
 use super::pack::PackPlan;
 use crate::{
-    api::wire::{BatchEntry, INLINE_MAX_BYTES},
+    api::wire::{encode_inline, BatchEntry, INLINE_MAX_BYTES},
     client::Client,
 };
 use anyhow::Context as _;
-use base64::Engine as _;
 use futures::{stream, StreamExt, TryStreamExt};
 use reconcilers::model::JobId;
 use std::io::Write as _;
@@ -128,7 +127,7 @@ async fn pack(
         })
         .await??;
         if inline && bytes.len() <= INLINE_MAX {
-            let input = Some(base64::engine::general_purpose::STANDARD.encode(&bytes));
+            let input = Some(encode_inline(&bytes));
             return Ok(BatchEntry { id, jdl, input });
         }
         let len = bytes.len() as u64;

@@ -11,13 +11,12 @@ pub mod table;
 
 pub use show::{print_job, print_jobs, time};
 
-use crate::api::wire::INLINE_MAX_BYTES;
+use crate::api::wire::{encode_inline, INLINE_MAX_BYTES};
 use crate::{
     archive::{unpack_tar_gz_file, UnpackLimits},
     client::Client,
 };
 use anyhow::Context as _;
-use base64::Engine as _;
 use futures::StreamExt;
 use reconcilers::{
     jdl::JobDescription,
@@ -80,10 +79,9 @@ pub async fn submit(
     let (id, archive, packed) = allocate_and_pack(client, plan).await?;
     // A small input goes with the submit request: two requests in all.
     let input = match std::fs::metadata(archive.path()) {
-        Ok(m) if m.len() <= INLINE_MAX_BYTES as u64 => Some(
-            base64::engine::general_purpose::STANDARD
-                .encode(std::fs::read(archive.path()).context("reading the input archive back")?),
-        ),
+        Ok(m) if m.len() <= INLINE_MAX_BYTES as u64 => Some(encode_inline(
+            &std::fs::read(archive.path()).context("reading the input archive back")?,
+        )),
         _ => {
             send_archive(client, &id, &archive).await?;
             None

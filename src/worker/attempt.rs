@@ -8,12 +8,11 @@ use super::{
     WorkerConfig,
 };
 use crate::{
-    api::wire::Assignment,
+    api::wire::{decode_inline, encode_inline, Assignment},
     archive::{unpack_job_input, OwnFiles, UnpackLimits, DROVER_DIR},
     client::{Client, ClientError},
 };
 use backon::{ExponentialBuilder, Retryable};
-use base64::Engine as _;
 use futures::StreamExt;
 use reconcilers::{
     jdl,
@@ -77,10 +76,6 @@ fn read_if_small(what: Spilled) -> Small {
             Ok(_) => std::fs::read(&path).map_or(Small::Upload(path), Small::Data),
         },
     }
-}
-
-fn encode(data: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(data)
 }
 
 pub struct AttemptContext {
@@ -208,8 +203,7 @@ impl AttemptContext {
         // A small input came with the assignment; a large one is downloaded.
         let input = match &a.input {
             Some(text) => Input::Inline(
-                base64::engine::general_purpose::STANDARD
-                    .decode(text)
+                decode_inline(text)
                     .map_err(|e| format!("the assignment's input archive is not base64: {e}"))?,
             ),
             None => {
@@ -304,7 +298,7 @@ impl AttemptContext {
             match read_if_small(log) {
                 Small::Empty => *empty = true,
                 Small::Data(data) => {
-                    attached.insert(blob.to_string(), encode(&data));
+                    attached.insert(blob.to_string(), encode_inline(&data));
                 }
                 Small::Upload(path) => {
                     if let Err(e) = self.upload_file(a, blob, &path).await {
@@ -317,7 +311,7 @@ impl AttemptContext {
         if let Some(archive) = result.output_archive.clone() {
             let upload = match read_if_small(archive.clone()) {
                 Small::Data(data) => {
-                    attached.insert("output".to_string(), encode(&data));
+                    attached.insert("output".to_string(), encode_inline(&data));
                     Ok(())
                 }
                 Small::Upload(path) => self.upload_file(a, "output", &path).await,

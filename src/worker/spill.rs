@@ -78,7 +78,7 @@ impl Spill {
 
 impl Write for Spill {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.file.is_none() && self.memory.len() + buf.len() > SPILL_AT {
+        if !self.keeps_in_memory(buf.len()) {
             self.to_file()?;
         }
         match &mut self.file {
