@@ -2,6 +2,8 @@
 //! a shell, in a process group of its own, with a wall-time limit and cancellation
 //! that stop the whole group, never just its leader.
 
+mod spawn;
+
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use std::ffi::OsString;
@@ -11,7 +13,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -160,22 +162,28 @@ impl ProcessError {
 /// A started program. Dropping it without waiting kills its group.
 #[derive(Debug)]
 pub struct RunningProcess {
-    child: tokio::process::Child,
+    child: spawn::Child,
     pgid: Pid,
     label: String,
     reaped: bool,
 }
 
-/// Spawns `spec` in a new process group.
+/// Spawns `spec` in a new process group, as a child that dies with the worker
+/// (`spawn.rs` says how, and why not with std's `Command`).
 pub fn spawn(spec: &ProcessSpec) -> Result<RunningProcess, ProcessError> {
     let stdin = match &spec.stdin {
-        Some(path) => Stdio::from(File::open(path).map_err(|source| ProcessError::Redirect {
+        Some(path) => File::open(path).map_err(|source| ProcessError::Redirect {
             what: "standard input",
             path: path.clone(),
             source,
-        })?),
-        None => Stdio::null(),
+        })?,
+        None => File::open("/dev/null").map_err(|source| ProcessError::Redirect {
+            what: "standard input",
+            path: PathBuf::from("/dev/null"),
+            source,
+        })?,
     };
+    let stdin = OwnedFd::from(stdin);
     let stdout = spec.stdout.open("standard output")?;
     let stderr = if spec.stderr.same_as(&spec.stdout) {
         stdout
@@ -188,47 +196,21 @@ pub fn spawn(spec: &ProcessSpec) -> Result<RunningProcess, ProcessError> {
     } else {
         spec.stderr.open("standard error")?
     };
-    let mut cmd = tokio::process::Command::new(&spec.program);
-    cmd.args(&spec.args)
-        .current_dir(&spec.cwd)
-        .env_clear()
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .stdin(stdin)
-        .stdout(stdout)
-        .stderr(stderr)
-        .process_group(0)
-        // Only a safety net for a dropped future; `Drop` below kills the group.
-        .kill_on_drop(true);
-    // If the worker itself dies (kill -9), its jobs must not run on as orphans:
-    // the kernel kills the job when the worker's thread that started it exits.
-    // Tokio starts processes from its runtime threads, which live as long as the
-    // worker. (With a pre-exec hook std forks and calls execvp, whose ENOEXEC
-    // fallback runs a script without a `#!` line under /bin/sh, as shells do.)
-    let max_file_bytes = spec.max_file_bytes;
-    // SAFETY: prctl and setrlimit are async-signal-safe and touch no memory of
-    // the parent.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            if let Some(max) = max_file_bytes {
-                let limit = libc::rlimit {
-                    rlim_cur: max as libc::rlim_t,
-                    rlim_max: max as libc::rlim_t,
-                };
-                if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
+    let launch = spawn::Launch {
+        program: spec.program.as_os_str(),
+        args: &spec.args,
+        cwd: spec.cwd.as_os_str(),
+        env: &spec.env,
+        stdin: &stdin,
+        stdout: &stdout,
+        stderr: &stderr,
+        max_file_bytes: spec.max_file_bytes,
+    };
     let mut attempts = 0;
     loop {
-        match cmd.spawn() {
+        match spawn::spawn(&launch) {
             Ok(child) => {
-                let pid = child.id().map_or(0, |id| id as i32);
+                let pid = child.id() as i32;
                 return Ok(RunningProcess {
                     child,
                     pgid: Pid::from_raw(pid),
@@ -238,11 +220,15 @@ pub fn spawn(spec: &ProcessSpec) -> Result<RunningProcess, ProcessError> {
             }
             // ETXTBSY: another thread of the worker forked while a freshly written
             // script was still open for writing; the fd closes at that child's exec.
-            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempts < 5 => {
+            Err(e)
+                if e.step == spawn::Step::Exec
+                    && e.error.raw_os_error() == Some(libc::ETXTBSY)
+                    && attempts < 5 =>
+            {
                 attempts += 1;
                 std::thread::sleep(Duration::from_millis(10 * attempts));
             }
-            Err(e) => return Err(classify(spec, e)),
+            Err(e) => return Err(spawn_error(spec, e)),
         }
     }
 }
@@ -336,6 +322,26 @@ fn open_append(path: &Path, what: &'static str) -> Result<File, ProcessError> {
             path: path.to_path_buf(),
             source,
         })
+}
+
+/// What the user needs to fix when the program could not be started.
+fn spawn_error(spec: &ProcessSpec, err: spawn::SpawnError) -> ProcessError {
+    let source = match err.step {
+        spawn::Step::Exec => return classify(spec, err.error),
+        spawn::Step::Chdir => io::Error::new(
+            err.error.kind(),
+            format!(
+                "changing to the working folder `{}`: {}",
+                spec.cwd.display(),
+                err.error
+            ),
+        ),
+        spawn::Step::Setup | spawn::Step::Create => err.error,
+    };
+    ProcessError::Other {
+        program: spec.label.clone(),
+        source,
+    }
 }
 
 /// Turns the errno of a failed exec into what the user needs to fix.
