@@ -4,7 +4,7 @@ mod records;
 
 use crate::api::wire::*;
 use reconcilers::{
-    messages::Message,
+    messages::{HeldJob, Message},
     model::{InstanceId, Job, JobId, WorkerId},
 };
 use reqwest::{Body, StatusCode};
@@ -374,15 +374,23 @@ impl Client {
         self.json(req).await
     }
 
+    /// The attempts assigned to `worker` beyond those it `held` already,
+    /// waiting up to `wait` for one.
     pub async fn assignments(
         &self,
         worker: &WorkerId,
         wait: Duration,
+        held: &[HeldJob],
     ) -> Result<Vec<Assignment>, ClientError> {
+        let held = held
+            .iter()
+            .map(|h| format!("{}.{}", h.job, h.attempt))
+            .collect::<Vec<_>>()
+            .join(",");
         let req = self
             .http
             .get(self.url(&format!("/v1/workers/{worker}/assignments")))
-            .query(&[("wait_ms", wait.as_millis().to_string())])
+            .query(&[("wait_ms", wait.as_millis().to_string()), ("held", held)])
             .timeout(wait + Duration::from_secs(30));
         self.json(req).await
     }

@@ -360,3 +360,55 @@ fn an_unknown_job_id_is_reported_as_not_found() {
     assert_ne!(run.code, Some(0), "{run:#?}");
     assert!(run.stderr.contains("is not a job id"), "{run:#?}");
 }
+
+#[test]
+fn an_assignments_poll_skips_the_attempts_the_worker_holds_and_refuses_a_malformed_list() {
+    let dir = TestDir::new();
+    // No fleet: the only worker is the one this test plays.
+    let ctl = Controller::start_with(&dir, "data", &["--max-workers", "0"]);
+    let (status, body) = http(
+        &ctl.url,
+        "POST",
+        "/v1/workers/register",
+        Some(json!({"instance": "by-hand", "slots": 1})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let id = ctl.submit(&manifests_dir().join("hello.jdl"));
+    ctl.wait_job(&id, Duration::from_secs(20), "assigned", |j| {
+        j["state"] == "assigned"
+    });
+    let poll = |query: &str| {
+        http(
+            &ctl.url,
+            "GET",
+            &format!("/v1/workers/by-hand/assignments?{query}"),
+            None,
+        )
+    };
+
+    let (status, body) = poll("wait_ms=5000");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body[0]["job"], id.as_str(), "{body}");
+
+    // Held already (its `started` in flight): not new, so the poll waits out
+    // its time and answers nothing, instead of answering at once.
+    let start = std::time::Instant::now();
+    let (status, body) = poll(&format!("wait_ms=400&held={id}.1"));
+    assert_eq!((status, body.clone()), (200, json!([])), "{body}");
+    assert!(
+        start.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        start.elapsed()
+    );
+    // Another attempt of the same job is not the one held.
+    let (_, body) = poll(&format!("wait_ms=0&held={id}.7"));
+    assert_eq!(body[0]["job"], id.as_str(), "{body}");
+
+    for bad in ["nodot", "job.x", "bad%20id.1", "ok.1,,ok.2"] {
+        let (status, body) = poll(&format!("wait_ms=0&held={bad}"));
+        assert_eq!(status, 400, "{bad}: {body}");
+        let error = body["error"].as_str().unwrap_or("");
+        assert!(error.contains("is not `job.attempt`"), "{bad}: {body}");
+    }
+    assert_eq!(ctl.job(&id)["state"], "assigned", "nothing changed");
+}

@@ -318,10 +318,49 @@ async fn ping(c: &Ctx, worker: &WorkerId, held: Vec<HeldJob>) -> Result<PingRepl
 pub struct AssignmentsQuery {
     /// Long poll: wait up to this long for work, in milliseconds.
     wait_ms: Option<u64>,
+    /// The attempts the worker already holds, as `job.attempt,job.attempt`:
+    /// not new to it, so they neither answer the poll nor end its wait (one
+    /// whose `started` is in flight is still assigned in the store).
+    held: Option<String>,
 }
 
-/// `GET /v1/workers/{id}/assignments?wait_ms=N`: the attempts assigned to this
-/// worker that it has not started, answered as soon as there is one.
+/// The most attempts `held` may name: far more slots than a worker has.
+const HELD_MAX: usize = 4096;
+
+/// Parses `held` (`job.attempt,...`), saying which entry is wrong.
+fn parse_held(held: Option<&str>) -> Result<HashSet<HeldJob>, ApiError> {
+    let Some(held) = held.filter(|h| !h.is_empty()) else {
+        return Ok(HashSet::new());
+    };
+    let entries: Vec<&str> = held.split(',').collect();
+    if entries.len() > HELD_MAX {
+        return Err(ApiError::bad_request(format!(
+            "`held` names {} attempts; at most {HELD_MAX}",
+            entries.len()
+        )));
+    }
+    entries
+        .into_iter()
+        .map(|entry| {
+            let parsed = entry.rsplit_once('.').and_then(|(job, attempt)| {
+                let attempt = attempt.parse().ok()?;
+                JobId::is_valid(job).then(|| HeldJob {
+                    job: JobId::new(job),
+                    attempt,
+                })
+            });
+            parsed.ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "`held` entry `{entry}` is not `job.attempt` (a job id, a dot, an attempt number)"
+                ))
+            })
+        })
+        .collect()
+}
+
+/// `GET /v1/workers/{id}/assignments?wait_ms=N&held=...`: the attempts assigned
+/// to this worker that it has not started and does not hold, answered as soon
+/// as there is one.
 pub async fn assignments(
     State(c): State<Ctx>,
     CallerWorker(me): CallerWorker,
@@ -330,6 +369,7 @@ pub async fn assignments(
 ) -> Result<Json<Vec<Assignment>>, ApiError> {
     let worker = WorkerId::new(id);
     same_worker(&me, &worker)?;
+    let held = parse_held(q.held.as_deref())?;
     let w = known_worker(&c, &worker).await?;
     if w.state == WorkerState::Lost {
         return Err(ApiError::conflict(format!(
@@ -351,6 +391,12 @@ pub async fn assignments(
                     job: j.id.clone(),
                     attempt: a.number,
                     input: None,
+                })
+            })
+            .filter(|a| {
+                !held.contains(&HeldJob {
+                    job: a.job.clone(),
+                    attempt: a.attempt,
                 })
             })
             .collect();

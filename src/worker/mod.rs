@@ -255,8 +255,10 @@ async fn take_assignments(
                 _ = epoch.cancelled() => return,
             }
         }
+        // What it holds is not news: the poll waits for what is.
+        let holding = held.list();
         let got = tokio::select! {
-            r = client.assignments(worker, Duration::from_secs(20)) => r,
+            r = client.assignments(worker, Duration::from_secs(20), &holding) => r,
             _ = epoch.cancelled() => return,
         };
         let list = match got {
