@@ -3,6 +3,7 @@
 //! report the result, and delete the folder.
 
 use super::{
+    folders::Folders,
     sandbox::{self, AttemptLimits, AttemptPaths, AttemptResult, JobEnv},
     spill::Spilled,
     WorkerConfig,
@@ -78,6 +79,7 @@ fn read_if_small(what: Spilled) -> Small {
     }
 }
 
+#[derive(Clone)]
 pub struct AttemptContext {
     pub client: Client,
     pub config: Arc<WorkerConfig>,
@@ -85,15 +87,8 @@ pub struct AttemptContext {
     /// The worker itself is stopping (SIGTERM): attempts end as `WorkerLost`, so
     /// the controller requeues them at once instead of after the heartbeat timeout.
     pub shutdown: CancellationToken,
-}
-
-/// Removes an attempt's folder (or part of it) even if the job locked folders in
-/// it, off the async threads: a big sandbox takes a while to delete.
-async fn remove_attempt_dir(dir: &Path) -> std::io::Result<()> {
-    let dir = dir.to_path_buf();
-    tokio::task::spawn_blocking(move || sandbox::remove_attempt_dir(&dir))
-        .await
-        .map_err(std::io::Error::other)?
+    /// Where attempts work, reused from one attempt to the next.
+    pub folders: Arc<Folders>,
 }
 
 /// Transport failures are retried; answers from the controller are final.
@@ -113,10 +108,6 @@ impl AttemptContext {
     /// Runs the attempt in `slot`, which is given back as soon as the job has
     /// run: reporting its result does not keep the next job waiting.
     pub async fn run(&self, a: Assignment, cancel: CancellationToken, slot: super::Slot) {
-        let dir = self
-            .config
-            .work_dir
-            .join(format!("{}-{}", a.job, a.attempt));
         let started_msg = self.started(&a);
         let started = (|| self.client.message::<serde_json::Value>(&started_msg))
             .retry(retry_policy())
@@ -127,7 +118,17 @@ impl AttemptContext {
             return;
         }
         tracing::info!(job = %a.job, attempt = a.attempt, "attempt started");
-        let result = self.execute(&a, &dir, cancel.clone()).await;
+        let folder = self.folders.take().await;
+        let result = match &folder {
+            Ok(folder) => self.execute(&a, folder.root(), cancel.clone()).await,
+            Err(e) => {
+                let reason = format!("making the attempt's folder: {e}");
+                let nowhere = AttemptPaths {
+                    root: self.config.work_dir.clone(),
+                };
+                sandbox::failed_before_run(&nowhere, reason).await
+            }
+        };
         drop(slot);
         if result.outcome == AttemptOutcome::Cancelled && !self.shutdown.is_cancelled() {
             // Stopped because the controller moved on (cancelled, or requeued it):
@@ -136,8 +137,8 @@ impl AttemptContext {
         } else {
             self.upload_and_report(&a, result).await;
         }
-        if let Err(e) = remove_attempt_dir(&dir).await {
-            tracing::warn!(dir = %dir.display(), error = %e, "removing the attempt folder");
+        if let Ok(folder) = folder {
+            self.folders.give_back(folder).await;
         }
     }
 
@@ -191,15 +192,9 @@ impl AttemptContext {
         result
     }
 
+    /// `dir` holds an empty `sandbox` (see `folders.rs`).
     async fn prepare(&self, a: &Assignment, dir: &Path) -> Result<jdl::JobDescription, String> {
-        // Left by an earlier run of this worker that died before cleaning up.
-        remove_attempt_dir(dir)
-            .await
-            .map_err(|e| format!("removing the old folder {}: {e}", dir.display()))?;
         let sandbox_dir = dir.join("sandbox");
-        tokio::fs::create_dir_all(&sandbox_dir)
-            .await
-            .map_err(|e| format!("creating the sandbox {}: {e}", sandbox_dir.display()))?;
         // A small input came with the assignment; a large one is downloaded.
         let input = match &a.input {
             Some(text) => Input::Inline(

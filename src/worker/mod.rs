@@ -8,6 +8,7 @@
 
 mod attempt;
 mod failover;
+mod folders;
 pub mod output;
 pub mod process;
 pub mod sandbox;
@@ -44,7 +45,7 @@ pub struct WorkerConfig {
     pub instance: InstanceId,
     pub slots: u32,
     pub ping_interval: Duration,
-    /// Attempt folders are made under it and deleted after each attempt.
+    /// Attempt folders are made under it and reused (see `folders.rs`).
     pub work_dir: PathBuf,
     pub max_output_bytes: u64,
     /// The disk one attempt's folder may take (see `sandbox/quota.rs`).
@@ -102,6 +103,7 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
     std::fs::create_dir_all(&config.work_dir)
         .with_context(|| format!("creating work folder {}", config.work_dir.display()))?;
     let client = Client::new(&config.controller).with_token(Some(config.token.clone()));
+    let folders = folders::Folders::new(config.work_dir.clone());
     let config = Arc::new(config);
     let failover = Arc::new(failover::Failover::default());
     while !shutdown.is_cancelled() {
@@ -121,16 +123,14 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
             epoch.clone(),
         ));
         let mut attempts = tokio::task::JoinSet::new();
-        take_assignments(
-            &client,
-            &config,
-            &worker,
-            &held,
-            &epoch,
-            &shutdown,
-            &mut attempts,
-        )
-        .await;
+        let ctx = attempt::AttemptContext {
+            client: client.clone(),
+            config: config.clone(),
+            worker: worker.clone(),
+            shutdown: shutdown.clone(),
+            folders: folders.clone(),
+        };
+        take_assignments(&ctx, &held, &epoch, &mut attempts).await;
         held.stop_all();
         while attempts.join_next().await.is_some() {}
         pinger.abort();
@@ -237,15 +237,14 @@ async fn ping_loop(
     }
 }
 
+/// Takes the assignments of `ctx.worker` while slots are free, until `epoch` ends.
 async fn take_assignments(
-    client: &Client,
-    config: &Arc<WorkerConfig>,
-    worker: &WorkerId,
+    ctx: &attempt::AttemptContext,
     held: &Arc<Held>,
     epoch: &CancellationToken,
-    shutdown: &CancellationToken,
     attempts: &mut tokio::task::JoinSet<()>,
 ) {
+    let (client, config, worker) = (&ctx.client, &ctx.config, &ctx.worker);
     let mut backoff = backon::BackoffBuilder::build(crate::runtime::loops::error_backoff());
     while !epoch.is_cancelled() {
         while attempts.try_join_next().is_some() {}
@@ -282,19 +281,15 @@ async fn take_assignments(
             }
         };
         for a in list {
-            start_attempt(client, config, worker, held, epoch, shutdown, attempts, a);
+            start_attempt(ctx, held, epoch, attempts, a);
         }
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn start_attempt(
-    client: &Client,
-    config: &Arc<WorkerConfig>,
-    worker: &WorkerId,
+    ctx: &attempt::AttemptContext,
     held: &Arc<Held>,
     epoch: &CancellationToken,
-    shutdown: &CancellationToken,
     attempts: &mut tokio::task::JoinSet<()>,
     a: Assignment,
 ) {
@@ -305,19 +300,14 @@ fn start_attempt(
     let token = epoch.child_token();
     {
         let mut jobs = held.lock();
-        if jobs.contains_key(&key) || held.running() >= config.slots {
+        if jobs.contains_key(&key) || held.running() >= ctx.config.slots {
             return; // already running it, or full: it stays assigned for later
         }
         jobs.insert(key.clone(), token.clone());
         held.running.fetch_add(1, Ordering::SeqCst);
     }
     let slot = Slot(held.clone());
-    let ctx = attempt::AttemptContext {
-        client: client.clone(),
-        config: config.clone(),
-        worker: worker.clone(),
-        shutdown: shutdown.clone(),
-    };
+    let ctx = ctx.clone();
     let held = held.clone();
     attempts.spawn(async move {
         ctx.run(a, token, slot).await;
