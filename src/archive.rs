@@ -4,9 +4,11 @@
 
 #[path = "archive_guard.rs"]
 mod guard;
+#[path = "archive_gzip.rs"]
+mod gzip;
 
-use flate2::{write::GzEncoder, Compression};
 use guard::{GuardError, TarGuard};
+use gzip::GzWriter;
 use std::{
     collections::{BTreeMap, HashSet},
     ffi::OsString,
@@ -19,14 +21,14 @@ use std::{
 
 /// Builds a `.tar.gz`, entry by entry, under names chosen by the caller.
 pub struct ArchiveWriter<W: Write> {
-    tar: tar::Builder<GzEncoder<W>>,
+    tar: tar::Builder<GzWriter<W>>,
 }
 
 impl<W: Write> ArchiveWriter<W> {
     pub fn new(out: W) -> Self {
-        // Fast compression: archives are mostly small, and packing sits on the
-        // job's critical path.
-        let mut tar = tar::Builder::new(GzEncoder::new(out, Compression::fast()));
+        // Fast compression, on a reused compressor (`archive_gzip.rs`):
+        // archives are mostly small, and packing sits on the job's critical path.
+        let mut tar = tar::Builder::new(GzWriter::new(out));
         tar.mode(tar::HeaderMode::Deterministic);
         tar.follow_symlinks(false);
         ArchiveWriter { tar }

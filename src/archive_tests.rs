@@ -2,6 +2,7 @@
 //! outside the folder.
 
 use super::*;
+use flate2::{write::GzEncoder, Compression};
 use tar::EntryType;
 
 /// A temp folder holding `dest` (where archives are unpacked) and `outside`
