@@ -48,12 +48,12 @@ impl SmallBlobs {
     async fn run<T: Send + 'static>(
         &self,
         context: String,
-        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, BlobError> {
         let conn = self.conn.clone();
         let joined = tokio::task::spawn_blocking(move || {
-            let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
-            f(&conn)
+            let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut conn)
         })
         .await;
         let io = |source| BlobError::Io {
@@ -63,6 +63,24 @@ impl SmallBlobs {
         joined
             .map_err(|e| io(std::io::Error::other(e)))?
             .map_err(|e| io(std::io::Error::other(e)))
+    }
+
+    /// Runs the point read `f` here when the connection is free, else on the
+    /// blocking pool: as the store's point reads (`store/sqlite.rs`), a read of
+    /// one row costs less than the switch to another thread, and never waits
+    /// for a writer under WAL.
+    async fn point_read<T: Send + 'static>(
+        &self,
+        context: String,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, BlobError> {
+        match crate::store::sqlite::in_place(&self.conn, f) {
+            Ok(done) => done.map_err(|e| BlobError::Io {
+                context,
+                source: std::io::Error::other(e),
+            }),
+            Err(f) => self.run(context, f).await,
+        }
     }
 
     pub async fn put(&self, key: &str, data: Bytes) -> Result<(), BlobError> {
@@ -94,7 +112,7 @@ impl SmallBlobs {
 
     pub async fn get(&self, key: &str) -> Result<Option<Bytes>, BlobError> {
         let key = key.to_string();
-        self.run(format!("reading {key}"), move |conn| {
+        self.point_read(format!("reading {key}"), move |conn| {
             conn.prepare_cached("SELECT data FROM blobs WHERE key = ?1")?
                 .query_row([&key], |row| row.get::<_, Vec<u8>>(0))
                 .optional()
@@ -105,7 +123,7 @@ impl SmallBlobs {
 
     pub async fn size(&self, key: &str) -> Result<Option<u64>, BlobError> {
         let key = key.to_string();
-        self.run(format!("looking up {key}"), move |conn| {
+        self.point_read(format!("looking up {key}"), move |conn| {
             conn.prepare_cached("SELECT length(data) FROM blobs WHERE key = ?1")?
                 .query_row([&key], |row| row.get::<_, u64>(0))
                 .optional()
