@@ -171,19 +171,14 @@ pub struct RunningProcess {
 /// Spawns `spec` in a new process group, as a child that dies with the worker
 /// (`spawn.rs` says how, and why not with std's `Command`).
 pub fn spawn(spec: &ProcessSpec) -> Result<RunningProcess, ProcessError> {
-    let stdin = match &spec.stdin {
-        Some(path) => File::open(path).map_err(|source| ProcessError::Redirect {
+    let stdin_path = spec.stdin.as_deref().unwrap_or(Path::new("/dev/null"));
+    let stdin = OwnedFd::from(
+        File::open(stdin_path).map_err(|source| ProcessError::Redirect {
             what: "standard input",
-            path: path.clone(),
+            path: stdin_path.to_path_buf(),
             source,
         })?,
-        None => File::open("/dev/null").map_err(|source| ProcessError::Redirect {
-            what: "standard input",
-            path: PathBuf::from("/dev/null"),
-            source,
-        })?,
-    };
-    let stdin = OwnedFd::from(stdin);
+    );
     let stdout = spec.stdout.open("standard output")?;
     let stderr = if spec.stderr.same_as(&spec.stdout) {
         stdout

@@ -14,6 +14,10 @@
 //! makes system calls on data prepared before the clone: no allocation, no lock,
 //! nothing that can panic. Its exit is watched through a pidfd (Linux >= 5.3);
 //! on older kernels a blocking thread waits for it instead.
+//!
+//! The death signal follows the *thread* that cloned, not the process: spawn
+//! only from a thread that lives as long as the worker (the worker's runtime
+//! thread does; a blocking-pool thread, which exits when idle, would not).
 
 use std::cell::RefCell;
 use std::ffi::{CString, OsStr};
@@ -76,12 +80,18 @@ pub struct Child {
     status: Option<ExitStatus>,
 }
 
+/// What tells that the child has exited. Neither reaps it: only `wait` (or
+/// the background reap after a drop) does, so that until then its pid stays
+/// ours and signalling it can never hit another process.
 #[derive(Debug)]
 enum Reaper {
     /// Readable once the process has exited.
     Pidfd(AsyncFd<OwnedFd>),
-    /// A blocking waitpid on the runtime's blocking pool (kernels without pidfd).
-    Thread(JoinHandle<io::Result<ExitStatus>>),
+    /// A blocking `waitid(WNOWAIT)` on the runtime's blocking pool (kernels
+    /// without pidfd).
+    Thread(JoinHandle<io::Result<()>>),
+    /// The thread saw the exit: the zombie waits to be reaped.
+    Exited,
 }
 
 /// Set once clone has refused CLONE_PIDFD: the kernel predates it.
@@ -106,7 +116,7 @@ fn spawn_with(launch: &Launch, with_pidfd: bool) -> Result<Child, SpawnError> {
     let errno = plan.errno.load(Ordering::Acquire);
     if errno != 0 {
         // The child failed before or at exec and has exited: reap it now.
-        let _ = blocking_wait(pid);
+        let _ = wait_pid(pid, 0);
         return Err(SpawnError::new(
             plan.failed_step(),
             io::Error::from_raw_os_error(errno),
@@ -124,7 +134,7 @@ fn spawn_with(launch: &Launch, with_pidfd: bool) -> Result<Child, SpawnError> {
             if with_pidfd {
                 NO_PIDFD.store(true, Ordering::Relaxed);
             }
-            Reaper::Thread(tokio::task::spawn_blocking(move || blocking_wait(pid)))
+            Reaper::Thread(tokio::task::spawn_blocking(move || until_exited(pid)))
         }
     };
     Ok(Child {
@@ -145,15 +155,26 @@ impl Child {
         if let Some(status) = self.status {
             return Ok(status);
         }
-        let status = match &mut self.reaper {
-            Reaper::Pidfd(fd) => loop {
-                let mut ready = fd.readable().await?;
-                match try_wait(self.pid)? {
-                    Some(status) => break status,
-                    None => ready.clear_ready(),
+        let status = loop {
+            match &mut self.reaper {
+                Reaper::Pidfd(fd) => {
+                    let mut ready = fd.readable().await?;
+                    match wait_pid(self.pid, libc::WNOHANG)? {
+                        Some(status) => break status,
+                        None => ready.clear_ready(),
+                    }
                 }
-            },
-            Reaper::Thread(handle) => handle.await.map_err(io::Error::other)??,
+                Reaper::Thread(handle) => {
+                    let seen = handle.await;
+                    // Never polled again, whatever it answered.
+                    self.reaper = Reaper::Exited;
+                    seen.map_err(io::Error::other)??;
+                }
+                Reaper::Exited => match wait_pid(self.pid, libc::WNOHANG)? {
+                    Some(status) => break status,
+                    None => return Err(io::Error::other("the process exited but is not waitable")),
+                },
+            }
         };
         self.status = Some(status);
         Ok(status)
@@ -167,24 +188,25 @@ impl Drop for Child {
         }
         // As std's kill_on_drop: the group was killed by whoever dropped this,
         // but the program may have left its group. Not reaped, the pid is still
-        // ours. A Thread reaper then reaps by itself; a pidfd one needs a waiter.
+        // ours; it is reaped in the background.
         // SAFETY: signals our own unreaped child.
         unsafe { libc::kill(self.pid, libc::SIGKILL) };
-        if let Reaper::Pidfd(_) = self.reaper {
-            let pid = self.pid;
-            match tokio::runtime::Handle::try_current() {
-                Ok(runtime) => drop(runtime.spawn_blocking(move || blocking_wait(pid))),
-                Err(_) => drop(std::thread::spawn(move || blocking_wait(pid))),
-            }
+        let pid = self.pid;
+        let reap = move || wait_pid(pid, 0);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(reap)),
+            Err(_) => drop(std::thread::spawn(reap)),
         }
     }
 }
 
-fn try_wait(pid: libc::pid_t) -> io::Result<Option<ExitStatus>> {
+/// waitpid: the status once `pid` has exited, `None` while it runs (with
+/// WNOHANG in `flags`).
+fn wait_pid(pid: libc::pid_t, flags: libc::c_int) -> io::Result<Option<ExitStatus>> {
     let mut status = 0;
     loop {
         // SAFETY: waitpid writes only `status`.
-        match unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } {
+        match unsafe { libc::waitpid(pid, &mut status, flags) } {
             0 => return Ok(None),
             -1 if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => continue,
             -1 => return Err(io::Error::last_os_error()),
@@ -193,14 +215,16 @@ fn try_wait(pid: libc::pid_t) -> io::Result<Option<ExitStatus>> {
     }
 }
 
-fn blocking_wait(pid: libc::pid_t) -> io::Result<ExitStatus> {
-    let mut status = 0;
+/// Blocks until `pid` has exited, leaving it to be reaped (WNOWAIT).
+fn until_exited(pid: libc::pid_t) -> io::Result<()> {
     loop {
-        // SAFETY: waitpid writes only `status`.
-        match unsafe { libc::waitpid(pid, &mut status, 0) } {
+        // SAFETY: waitid writes only `info`.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let flags = libc::WEXITED | libc::WNOWAIT;
+        match unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, flags) } {
             -1 if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => continue,
             -1 => return Err(io::Error::last_os_error()),
-            _ => return Ok(ExitStatus::from_raw(status)),
+            _ => return Ok(()),
         }
     }
 }
@@ -316,7 +340,11 @@ const STACK_BYTES: usize = 128 * 1024;
 
 impl Stack {
     fn new() -> io::Result<Stack> {
-        let page = 4096;
+        // SAFETY: sysconf only reads.
+        let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+            size if size > 0 => size as usize,
+            _ => 4096,
+        };
         let len = STACK_BYTES + page;
         // SAFETY: a fresh anonymous mapping, owned by the Stack.
         let base = unsafe {
@@ -371,8 +399,10 @@ fn clone_child(plan: &Plan, with_pidfd: bool) -> io::Result<(libc::pid_t, Option
             flags |= libc::CLONE_PIDFD;
         }
         let mut pidfd: libc::c_int = -1;
-        // Signals stay blocked from here to the child's exec: a handler of the
-        // worker must not run in the child, on the worker's memory.
+        // Signals stay blocked from here until the child has reset its handlers:
+        // a handler of the worker must not run in the child, on the worker's
+        // memory. (pthread_sigmask leaves glibc's own two alone; glibc sends
+        // them only for setuid and pthread_cancel, which the worker never calls.)
         let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
         let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
         // SAFETY: plain signal-mask calls on local sets; clone runs `child` on

@@ -47,9 +47,11 @@ fn signal_set(status: &str, key: &str) -> u64 {
 
 #[tokio::test]
 async fn the_child_starts_with_no_blocked_or_caught_signal_and_sigpipe_at_default() {
-    // The test binary ignores SIGPIPE (Rust does) and catches SIGSEGV; the
-    // child must keep neither. Other ignored signals stay ignored, as across
-    // any exec (glibc ignores its own signal 32 here).
+    // The test binary ignores SIGPIPE (Rust does): the child must not. Other
+    // ignored signals stay ignored, as across any exec (glibc ignores its own
+    // signal 32 here). Caught ones are reset by the exec whatever we do; what
+    // the reset in the child is for (no handler of ours running between clone
+    // and exec) has no outside witness.
     let dir = tempfile::tempdir().expect("tmp");
     let s = streams(dir.path());
     let args = sh("exec cat /proc/self/status");
@@ -83,14 +85,43 @@ async fn the_child_leads_a_process_group_of_its_own() {
 }
 
 #[tokio::test]
-async fn without_a_pidfd_a_blocking_thread_reaps_the_child() {
+async fn without_a_pidfd_a_blocking_thread_sees_the_exit_and_wait_reaps() {
     let dir = tempfile::tempdir().expect("tmp");
     let s = streams(dir.path());
     let args = sh("exit 7");
     let mut child = spawn_with(&launch(&s, &args, dir.path()), false).expect("spawns");
     assert!(matches!(child.reaper, Reaper::Thread(_)));
+    let pid = child.id();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Exited and seen, but not reaped: the pid is still ours to signal.
+    let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("still there");
+    assert!(
+        state
+            .rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('Z')),
+        "{state}"
+    );
     assert_eq!(child.wait().await.expect("waits").code(), Some(7));
     assert_eq!(child.wait().await.expect("twice").code(), Some(7));
+    assert!(std::fs::metadata(format!("/proc/{pid}")).is_err(), "reaped");
+}
+
+#[tokio::test]
+async fn without_a_pidfd_a_child_dropped_unwaited_is_killed_and_reaped() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = streams(dir.path());
+    let args = sh("exec sleep 100");
+    let child = spawn_with(&launch(&s, &args, dir.path()), false).expect("spawns");
+    let stat = format!("/proc/{}/stat", child.id());
+    drop(child);
+    for _ in 0..200 {
+        if std::fs::metadata(&stat).is_err() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{stat} still there: the dropped child was not killed and reaped");
 }
 
 #[tokio::test]
