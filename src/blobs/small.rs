@@ -22,6 +22,8 @@ pub const SMALL_BLOB_BYTES: usize = 128 * 1024;
 #[derive(Clone)]
 pub struct SmallBlobs {
     conn: Arc<Mutex<Connection>>,
+    /// Point reads may run in place (see `point_read`).
+    reads_in_place: bool,
 }
 
 impl SmallBlobs {
@@ -33,7 +35,7 @@ impl SmallBlobs {
             source: std::io::Error::other(e),
         };
         let conn = Connection::open(path).map_err(failed)?;
-        crate::store::sqlite::tune(&conn).map_err(failed)?;
+        let reads_in_place = crate::store::sqlite::tune(&conn).map_err(failed)?;
         conn.execute(
             "CREATE TABLE IF NOT EXISTS blobs (key TEXT PRIMARY KEY NOT NULL, data BLOB NOT NULL)",
             [],
@@ -41,6 +43,7 @@ impl SmallBlobs {
         .map_err(failed)?;
         Ok(SmallBlobs {
             conn: Arc::new(Mutex::new(conn)),
+            reads_in_place,
         })
     }
 
@@ -65,22 +68,24 @@ impl SmallBlobs {
             .map_err(|e| io(std::io::Error::other(e)))
     }
 
-    /// Runs the point read `f` here when the connection is free, else on the
-    /// blocking pool: as the store's point reads (`store/sqlite.rs`), a read of
-    /// one row costs less than the switch to another thread, and never waits
-    /// for a writer under WAL.
+    /// Runs the point read `f` here when it can be done without waiting, else
+    /// on the blocking pool, as the store's point reads (`store/sqlite.rs`):
+    /// a read of one row costs less than the switch to another thread.
     async fn point_read<T: Send + 'static>(
         &self,
         context: String,
-        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+        f: impl Fn(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, BlobError> {
-        match crate::store::sqlite::in_place(&self.conn, f) {
-            Ok(done) => done.map_err(|e| BlobError::Io {
-                context,
-                source: std::io::Error::other(e),
-            }),
-            Err(f) => self.run(context, f).await,
+        use crate::store::sqlite::{is_busy, read_in_place};
+        if self.reads_in_place {
+            if let Some(done) = read_in_place(&self.conn, &f, is_busy) {
+                return done.map_err(|e| BlobError::Io {
+                    context,
+                    source: std::io::Error::other(e),
+                });
+            }
         }
+        self.run(context, f).await
     }
 
     pub async fn put(&self, key: &str, data: Bytes) -> Result<(), BlobError> {

@@ -157,6 +157,8 @@ pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     /// Set in the leader's view: every write checks that the lease is still its.
     fence: Option<Arc<Fence>>,
+    /// Point reads may run in place (see `point_read`).
+    reads_in_place: bool,
 }
 
 impl SqliteStore {
@@ -180,12 +182,13 @@ impl SqliteStore {
     }
 
     fn init(mut conn: Connection, context: &str) -> StoreResult<SqliteStore> {
-        configure(&mut conn)
-            .and_then(|()| migrate(&mut conn))
+        let reads_in_place = configure(&mut conn)
+            .and_then(|reads_never_wait| migrate(&mut conn).map(|()| reads_never_wait))
             .map_err(|f| resolve(context, f))?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             fence: None,
+            reads_in_place,
         })
     }
 
@@ -206,21 +209,23 @@ impl SqliteStore {
         joined.map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
     }
 
-    /// Runs the point read `f` (a row or a few, by key) right here when the
-    /// connection is free. Handing it to the blocking pool costs more than the
-    /// read itself (two thread switches against a few microseconds; they were a
-    /// fifth of the controller's CPU), and under WAL a read never waits for a
-    /// writer. When a write holds the connection, the read goes to the pool: this
-    /// thread never waits on the mutex. Scans stay on the pool.
+    /// Runs the point read `f` (a row or a few, by key) right here when it can
+    /// be done without waiting (`read_in_place`), else on the blocking pool.
+    /// Handing it to the pool costs more than the read itself (two thread
+    /// switches against a few microseconds; they were a fifth of the
+    /// controller's CPU). Scans and writes always go to the pool.
     async fn point_read<T, F>(&self, context: impl Into<String>, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Res<T> + Send + 'static,
+        F: Fn(&mut Connection) -> Res<T> + Send + 'static,
     {
-        match in_place(&self.conn, f) {
-            Ok(done) => done.map_err(|failure| resolve(&context.into(), failure)),
-            Err(f) => self.run(context, f).await,
+        if self.reads_in_place {
+            let busy = |failure: &Failure| matches!(failure, Failure::Sql(e) if is_busy(e));
+            if let Some(done) = read_in_place(&self.conn, &f, busy) {
+                return done.map_err(|failure| resolve(&context.into(), failure));
+            }
         }
+        self.run(context, f).await
     }
 
     /// Runs `f` in a write transaction (see `write_tx`), after checking the fence
@@ -243,14 +248,38 @@ impl SqliteStore {
     }
 }
 
-/// Runs `f` on `conn` here if no one holds it; gives `f` back otherwise.
-pub(crate) fn in_place<C, T, F: FnOnce(&mut C) -> T>(conn: &Mutex<C>, f: F) -> Result<T, F> {
+/// Runs the read `f` on `conn` here, on an async thread, if that cannot wait:
+/// `None` when another call holds the connection, or when SQLite would have
+/// to wait for a lock (`busy`: WAL recovery, another controller's
+/// checkpoint). The busy handler is off meanwhile: it would sleep on this
+/// thread. Only for connections whose reads never wait for writers (`tune`).
+pub(crate) fn read_in_place<T, E>(
+    conn: &Mutex<Connection>,
+    f: &impl Fn(&mut Connection) -> Result<T, E>,
+    busy: impl Fn(&E) -> bool,
+) -> Option<Result<T, E>> {
     let mut guard = match conn.try_lock() {
         Ok(guard) => guard,
         Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-        Err(TryLockError::WouldBlock) => return Err(f),
+        Err(TryLockError::WouldBlock) => return None,
     };
-    Ok(f(&mut guard))
+    guard.busy_timeout(Duration::ZERO).ok()?;
+    let out = f(&mut guard);
+    if let Err(e) = guard.busy_timeout(BUSY_TIMEOUT) {
+        tracing::warn!("restoring SQLite's busy timeout: {e}");
+    }
+    match out {
+        Err(e) if busy(&e) => None,
+        done => Some(done),
+    }
+}
+
+/// SQLite refused for a lock held elsewhere (what its busy handler waits out).
+pub(crate) fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 /// A panic inside a closure poisons the mutex, but its transaction was rolled back
@@ -267,15 +296,18 @@ fn resolve(context: &str, failure: Failure) -> StoreError {
     }
 }
 
-fn configure(conn: &mut Connection) -> Res<()> {
-    tune(conn)?;
+fn configure(conn: &mut Connection) -> Res<bool> {
+    let reads_never_wait = tune(conn)?;
     conn.set_prepared_statement_cache_capacity(64);
-    Ok(())
+    Ok(reads_never_wait)
 }
 
 /// The settings every SQLite file of drover's is opened with (the store, and the
 /// small blobs of `blobs/small.rs`).
-pub(crate) fn tune(conn: &Connection) -> rusqlite::Result<()> {
+///
+/// Answers whether reads never wait for a writer (WAL, or a private in-memory
+/// database): only then may point reads run in place (`read_in_place`).
+pub(crate) fn tune(conn: &Connection) -> rusqlite::Result<bool> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     // WAL lets readers go on while one connection writes, and lets two controllers
     // share the file. With WAL, synchronous=NORMAL keeps every committed transaction
@@ -283,13 +315,15 @@ pub(crate) fn tune(conn: &Connection) -> rusqlite::Result<()> {
     // only a power loss or OS crash may lose the last commits, never corrupt the file.
     // An in-memory database answers "memory" and stays so.
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
-    if mode != "wal" && mode != "memory" {
+    let reads_never_wait = mode == "wal" || mode == "memory";
+    if !reads_never_wait {
         tracing::warn!(
             mode,
             "the file system refused SQLite's WAL; controllers will wait on each other more"
         );
     }
-    conn.pragma_update(None, "synchronous", "NORMAL")
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(reads_never_wait)
 }
 
 fn migrate(conn: &mut Connection) -> Res<()> {
@@ -855,6 +889,7 @@ impl Store for SqliteStore {
         Arc::new(SqliteStore {
             conn: Arc::clone(&self.conn),
             fence: Some(Arc::new(fence)),
+            reads_in_place: self.reads_in_place,
         })
     }
 }

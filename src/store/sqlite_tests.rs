@@ -386,3 +386,53 @@ async fn a_file_from_before_the_dispatch_index_counts_the_attempts_it_holds() {
     let view = reopened.dispatch_view(Box::new(|_| 5)).await.unwrap();
     assert_eq!(ids(view.queued()), ["j-tried", "j-first-try"]);
 }
+
+#[test]
+fn a_read_in_place_never_waits_for_a_lock_and_gives_way_to_a_held_connection() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("db.sqlite");
+    let ours = Connection::open(&path).expect("open");
+    ours.busy_timeout(BUSY_TIMEOUT).expect("timeout");
+    // A rollback journal: there a writer's exclusive lock does block readers,
+    // as WAL recovery or another controller's checkpoint would under WAL.
+    ours.execute_batch(
+        "PRAGMA journal_mode = DELETE; CREATE TABLE t (x); INSERT INTO t VALUES (1);",
+    )
+    .expect("schema");
+    let conn = Mutex::new(ours);
+    let read = |c: &mut Connection| c.query_row("SELECT x FROM t", [], |r| r.get::<_, i64>(0));
+
+    assert_eq!(
+        read_in_place(&conn, &read, is_busy).map(|r| r.ok()),
+        Some(Some(1))
+    );
+
+    let other = Connection::open(&path).expect("open");
+    other.execute_batch("BEGIN EXCLUSIVE").expect("lock");
+    let start = std::time::Instant::now();
+    assert!(
+        read_in_place(&conn, &read, is_busy).is_none(),
+        "busy: left to the pool"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "waited {:?}",
+        start.elapsed()
+    );
+    other.execute_batch("COMMIT").expect("unlock");
+    let timeout: i64 = lock(&conn)
+        .query_row("PRAGMA busy_timeout", [], |r| r.get(0))
+        .expect("pragma");
+    assert_eq!(
+        timeout,
+        BUSY_TIMEOUT.as_millis() as i64,
+        "the busy timeout is back"
+    );
+
+    let held = lock(&conn);
+    assert!(
+        read_in_place(&conn, &read, is_busy).is_none(),
+        "the connection is in use"
+    );
+    drop(held);
+}
