@@ -384,6 +384,7 @@ impl Client {
     ) -> Result<Vec<Assignment>, ClientError> {
         let held = held
             .iter()
+            .take(HELD_MAX)
             .map(|h| format!("{}.{}", h.job, h.attempt))
             .collect::<Vec<_>>()
             .join(",");

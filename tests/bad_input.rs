@@ -410,5 +410,12 @@ fn an_assignments_poll_skips_the_attempts_the_worker_holds_and_refuses_a_malform
         let error = body["error"].as_str().unwrap_or("");
         assert!(error.contains("is not `job.attempt`"), "{bad}: {body}");
     }
+    let too_many = vec![format!("{id}.1"); 513].join(",");
+    let (status, body) = poll(&format!("wait_ms=0&held={too_many}"));
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap_or("").contains("at most 512"),
+        "{body}"
+    );
     assert_eq!(ctl.job(&id)["state"], "assigned", "nothing changed");
 }

@@ -64,6 +64,12 @@ pub struct PingReply {
     pub controllers: Vec<String>,
 }
 
+/// The most attempts an assignments poll may name as held (`held=`): more
+/// slots than a worker has, and short enough for a URL (job ids may take 64
+/// bytes). A worker holding more names the first ones; the others only make
+/// the poll answer early.
+pub const HELD_MAX: usize = 512;
+
 /// Archives and logs up to this size travel inside a request (base64) instead
 /// of as an upload or download of their own: an input with its submit or its
 /// assignment, logs and an output with the worker's report.

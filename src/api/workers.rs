@@ -324,9 +324,6 @@ pub struct AssignmentsQuery {
     held: Option<String>,
 }
 
-/// The most attempts `held` may name: far more slots than a worker has.
-const HELD_MAX: usize = 4096;
-
 /// Parses `held` (`job.attempt,...`), saying which entry is wrong.
 fn parse_held(held: Option<&str>) -> Result<HashSet<HeldJob>, ApiError> {
     let Some(held) = held.filter(|h| !h.is_empty()) else {
