@@ -16,7 +16,7 @@ thread_local! {
     static SPARE: RefCell<Option<Compress>> = const { RefCell::new(None) };
 }
 
-/// The gzip header: deflate, no name, no time, "unknown" OS (as flate2 writes).
+/// The gzip header: deflate, no flags, no time, no extra flags, "unknown" OS.
 const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
 
 /// Writes a gzip stream of what is written to it into `out`.
@@ -115,7 +115,8 @@ impl<W: Write> Drop for GzWriter<W> {
     fn drop(&mut self) {
         if let Some(mut deflate) = self.deflate.take() {
             deflate.reset();
-            SPARE.with(|spare| *spare.borrow_mut() = Some(deflate));
+            // `try_with`: while the thread itself is ending, it is simply dropped.
+            let _ = SPARE.try_with(|spare| *spare.borrow_mut() = Some(deflate));
         }
     }
 }

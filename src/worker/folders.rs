@@ -5,13 +5,20 @@
 //! system without a journal: ext4 then skips, and reads, every inode deleted in
 //! the last seconds when it allocates one, and at 10,000 no-op jobs that scan
 //! took most of the worker's CPU (docs/performance.md). So a folder given back
-//! is emptied and handed to the next attempt. One the job changed (its rights,
-//! a link or another folder in place of the sandbox) or that cannot be emptied
-//! is deleted instead, and a folder is checked empty again when taken: a
-//! process that escaped its job could have written into it since.
+//! is emptied and handed to the next attempt, with a sandbox of its own: the
+//! old sandbox is moved out and deleted, so that a process that escaped its job
+//! (out of its process group, alive after it) is left in a deleted folder as
+//! before, never in the next job's. One folder is made per job, not two. A
+//! folder the job changed (its rights, a link or another folder in place of
+//! the sandbox) or that cannot be emptied is deleted instead, and a folder is
+//! checked empty again when taken.
+//!
+//! The folder names are the worker's own: one worker per work folder, which a
+//! lock on the work folder itself (flock) makes sure of.
 
 use super::sandbox;
-use std::fs;
+use nix::fcntl::{Flock, FlockArg};
+use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -23,6 +30,10 @@ pub struct Folders {
     work_dir: PathBuf,
     free: Mutex<Vec<Folder>>,
     made: AtomicU64,
+    /// Where sandboxes go to be deleted (`<work folder>/.trash`).
+    trash: PathBuf,
+    /// Held while the worker runs: another worker on the folder is refused.
+    _lock: Flock<File>,
 }
 
 /// One attempt's folder, as it was made: reused only while it still is.
@@ -105,34 +116,59 @@ impl Folder {
         Ok(only_sandbox && fs::read_dir(self.sandbox())?.next().is_none())
     }
 
-    /// Deletes everything in it but the sandbox folder itself.
-    fn empty(&self) -> io::Result<()> {
+    /// Deletes everything in it, the sandbox by way of `trash` (a path of
+    /// its own there), and makes a new, empty sandbox.
+    fn empty(&mut self, trash: &Path) -> io::Result<()> {
         self.unchanged()?;
-        for dir in [self.root.clone(), self.sandbox()] {
-            for entry in fs::read_dir(&dir)? {
-                let entry = entry?;
-                if dir == self.root && entry.file_name() == "sandbox" {
-                    continue;
-                }
-                // `file_type` does not follow links: a link is removed, not entered.
-                if entry.file_type()?.is_dir() {
-                    sandbox::remove_attempt_dir(&entry.path())?;
-                } else {
-                    fs::remove_file(entry.path())?;
-                }
+        for entry in fs::read_dir(&self.root)? {
+            let entry = entry?;
+            if entry.file_name() == "sandbox" {
+                continue;
+            }
+            // `file_type` does not follow links: a link is removed, not entered.
+            if entry.file_type()?.is_dir() {
+                sandbox::remove_attempt_dir(&entry.path())?;
+            } else {
+                fs::remove_file(entry.path())?;
             }
         }
-        self.unchanged()
+        fs::rename(self.sandbox(), trash)?;
+        let removed = sandbox::remove_attempt_dir(trash);
+        fs::create_dir(self.sandbox())?;
+        self.sandbox_id = Identity::of(&self.sandbox())?;
+        removed
     }
 }
 
 impl Folders {
-    pub fn new(work_dir: PathBuf) -> Arc<Folders> {
-        Arc::new(Folders {
-            work_dir,
+    /// Takes `work_dir` (made if missing) for this worker, and deletes what an
+    /// earlier run of a worker left there.
+    pub fn open(work_dir: &Path) -> io::Result<Arc<Folders>> {
+        fs::create_dir_all(work_dir)?;
+        let lock = Flock::lock(File::open(work_dir)?, FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, errno)| {
+                io::Error::other(format!(
+                    "{} is in use by another worker ({errno}): give each worker a work folder of its own",
+                    work_dir.display()
+                ))
+            })?;
+        for entry in fs::read_dir(work_dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with("attempt-") || name == ".trash" {
+                sandbox::remove_attempt_dir(&entry.path())?;
+            }
+        }
+        let trash = work_dir.join(".trash");
+        fs::create_dir(&trash)?;
+        Ok(Arc::new(Folders {
+            work_dir: work_dir.to_path_buf(),
             free: Mutex::new(Vec::new()),
             made: AtomicU64::new(0),
-        })
+            trash,
+            _lock: lock,
+        }))
     }
 
     /// A folder holding nothing but an empty `sandbox`, for one attempt.
@@ -155,13 +191,17 @@ impl Folders {
     }
 
     /// Empties `folder` for the next attempt, or deletes it if it cannot be.
-    pub async fn give_back(self: &Arc<Self>, folder: Folder) {
+    pub async fn give_back(self: &Arc<Self>, mut folder: Folder) {
         let folders = Arc::clone(self);
-        let emptied = tokio::task::spawn_blocking(move || match folder.empty() {
-            Ok(()) => folders.lock().push(folder),
-            Err(e) => {
-                tracing::info!(folder = %folder.root.display(), error = %e, "deleting an attempt folder instead of reusing it");
-                discard(&folder);
+        let emptied = tokio::task::spawn_blocking(move || {
+            let trash = folders.trash.join(folder.root.file_name().unwrap_or_default());
+            match folder.empty(&trash) {
+                Ok(()) => folders.lock().push(folder),
+                Err(e) => {
+                    tracing::info!(folder = %folder.root.display(), error = %e, "deleting an attempt folder instead of reusing it");
+                    discard(&folder);
+                    let _ = sandbox::remove_attempt_dir(&trash);
+                }
             }
         })
         .await;

@@ -100,10 +100,9 @@ impl Held {
 
 pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     hide_from_jobs()?;
-    std::fs::create_dir_all(&config.work_dir)
-        .with_context(|| format!("creating work folder {}", config.work_dir.display()))?;
+    let folders = folders::Folders::open(&config.work_dir)
+        .with_context(|| format!("taking work folder {}", config.work_dir.display()))?;
     let client = Client::new(&config.controller).with_token(Some(config.token.clone()));
-    let folders = folders::Folders::new(config.work_dir.clone());
     let config = Arc::new(config);
     let failover = Arc::new(failover::Failover::default());
     while !shutdown.is_cancelled() {
