@@ -330,7 +330,8 @@ pub struct WorkerArgs {
     slots: u32,
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     ping_interval: Duration,
-    /// Where attempt folders are made (default: a folder under the system's temp dir).
+    /// Where attempt folders are made and reused; one worker per folder
+    /// (default: a folder of its own under the system's temp dir).
     #[arg(long)]
     work_dir: Option<PathBuf>,
     /// Largest output archive uploaded, in bytes.
