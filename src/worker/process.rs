@@ -170,7 +170,7 @@ pub struct RunningProcess {
 
 /// Spawns `spec` in a new process group, as a child that dies with the worker
 /// (`spawn.rs` says how, and why not with std's `Command`).
-pub fn spawn(spec: &ProcessSpec) -> Result<RunningProcess, ProcessError> {
+pub async fn spawn(spec: &ProcessSpec) -> Result<RunningProcess, ProcessError> {
     let stdin_path = spec.stdin.as_deref().unwrap_or(Path::new("/dev/null"));
     let stdin = OwnedFd::from(
         File::open(stdin_path).map_err(|source| ProcessError::Redirect {
@@ -221,7 +221,8 @@ pub fn spawn(spec: &ProcessSpec) -> Result<RunningProcess, ProcessError> {
                     && attempts < 5 =>
             {
                 attempts += 1;
-                std::thread::sleep(Duration::from_millis(10 * attempts));
+                // Asleep without holding the worker's one thread: pings go on.
+                tokio::time::sleep(Duration::from_millis(10 * attempts)).await;
             }
             Err(e) => return Err(spawn_error(spec, e)),
         }
@@ -235,7 +236,7 @@ pub async fn run(
     kill_grace: Duration,
     cancel: &CancellationToken,
 ) -> Result<ProcessExit, ProcessError> {
-    spawn(spec)?.wait(wall_time, kill_grace, cancel).await
+    spawn(spec).await?.wait(wall_time, kill_grace, cancel).await
 }
 
 impl RunningProcess {
@@ -257,15 +258,21 @@ impl RunningProcess {
         };
         let (mut timed_out, mut cancelled) = (false, false);
         let finished = tokio::select! {
-            status = self.child.wait() => Some(status),
+            exited = self.child.exited() => Some(exited),
             () = deadline => { timed_out = true; None }
             () = cancel.cancelled() => { cancelled = true; None }
         };
-        let status = match finished {
-            Some(status) => status,
+        let exited = match finished {
+            Some(exited) => exited,
             None => self.stop(kill_grace).await,
         };
+        // Before reaping the leader: until then its pid is still the group's
+        // id, and cannot have been given to another process's group.
         self.signal_group(Signal::SIGKILL);
+        let status = match exited {
+            Ok(()) => self.child.wait().await,
+            Err(e) => Err(e),
+        };
         self.reaped = status.is_ok();
         let status = status.map_err(|source| ProcessError::Wait {
             program: self.label.clone(),
@@ -274,13 +281,13 @@ impl RunningProcess {
         Ok(ProcessExit::from_status(status, timed_out, cancelled))
     }
 
-    async fn stop(&mut self, kill_grace: Duration) -> io::Result<ExitStatus> {
+    async fn stop(&mut self, kill_grace: Duration) -> io::Result<()> {
         self.signal_group(Signal::SIGTERM);
-        match tokio::time::timeout(kill_grace, self.child.wait()).await {
-            Ok(status) => status,
+        match tokio::time::timeout(kill_grace, self.child.exited()).await {
+            Ok(exited) => exited,
             Err(_) => {
                 self.signal_group(Signal::SIGKILL);
-                self.child.wait().await
+                self.child.exited().await
             }
         }
     }

@@ -149,20 +149,21 @@ impl Child {
         self.pid as u32
     }
 
-    /// Waits for the program to exit and reaps it. Cancel-safe: a `select!`
-    /// may drop this future and call it again.
-    pub async fn wait(&mut self) -> io::Result<ExitStatus> {
-        if let Some(status) = self.status {
-            return Ok(status);
+    /// Waits until the program has exited, without reaping it: until `wait`
+    /// reaps it, neither its pid nor the id of its group can name another
+    /// process. Cancel-safe: a `select!` may drop this future and call it again.
+    pub async fn exited(&mut self) -> io::Result<()> {
+        if self.status.is_some() {
+            return Ok(());
         }
-        let status = loop {
+        loop {
             match &mut self.reaper {
                 Reaper::Pidfd(fd) => {
                     let mut ready = fd.readable().await?;
-                    match wait_pid(self.pid, libc::WNOHANG)? {
-                        Some(status) => break status,
-                        None => ready.clear_ready(),
+                    if peek_exit(self.pid, libc::WNOHANG)? {
+                        return Ok(());
                     }
+                    ready.clear_ready();
                 }
                 Reaper::Thread(handle) => {
                     let seen = handle.await;
@@ -170,14 +171,24 @@ impl Child {
                     self.reaper = Reaper::Exited;
                     seen.map_err(io::Error::other)??;
                 }
-                Reaper::Exited => match wait_pid(self.pid, libc::WNOHANG)? {
-                    Some(status) => break status,
-                    None => return Err(io::Error::other("the process exited but is not waitable")),
-                },
+                Reaper::Exited => return Ok(()),
             }
-        };
-        self.status = Some(status);
-        Ok(status)
+        }
+    }
+
+    /// Waits for the program to exit and reaps it. Cancel-safe.
+    pub async fn wait(&mut self) -> io::Result<ExitStatus> {
+        if let Some(status) = self.status {
+            return Ok(status);
+        }
+        self.exited().await?;
+        match wait_pid(self.pid, libc::WNOHANG)? {
+            Some(status) => {
+                self.status = Some(status);
+                Ok(status)
+            }
+            None => Err(io::Error::other("the process exited but is not waitable")),
+        }
     }
 }
 
@@ -215,16 +226,23 @@ fn wait_pid(pid: libc::pid_t, flags: libc::c_int) -> io::Result<Option<ExitStatu
     }
 }
 
-/// Blocks until `pid` has exited, leaving it to be reaped (WNOWAIT).
+/// Blocks until `pid` has exited, leaving it to be reaped.
 fn until_exited(pid: libc::pid_t) -> io::Result<()> {
+    peek_exit(pid, 0).map(drop)
+}
+
+/// Whether `pid` has exited, without reaping it (WNOWAIT); with WNOHANG in
+/// `flags` it answers at once, else it waits for the exit.
+fn peek_exit(pid: libc::pid_t, flags: libc::c_int) -> io::Result<bool> {
     loop {
-        // SAFETY: waitid writes only `info`.
+        // SAFETY: waitid writes only `info`, which is then read as the kernel
+        // filled it (si_pid is 0 when nothing has exited).
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        let flags = libc::WEXITED | libc::WNOWAIT;
+        let flags = libc::WEXITED | libc::WNOWAIT | flags;
         match unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, flags) } {
             -1 if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => continue,
             -1 => return Err(io::Error::last_os_error()),
-            _ => return Ok(()),
+            _ => return Ok(unsafe { info.si_pid() } != 0),
         }
     }
 }

@@ -177,3 +177,26 @@ async fn streams_on_descriptors_0_to_2_are_moved_above_them_first() {
     .expect("plan");
     assert!(raised.fds.iter().all(|fd| *fd > 2), "{:?}", raised.fds);
 }
+
+#[tokio::test]
+async fn exited_leaves_the_zombie_for_wait_to_reap() {
+    // Between the two, the pid (and its group's id) cannot be reused: the
+    // group can still be signalled safely.
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = streams(dir.path());
+    let args = sh("exit 3");
+    let mut child = spawn(&launch(&s, &args, dir.path())).expect("spawns");
+    assert!(matches!(child.reaper, Reaper::Pidfd(_)));
+    let pid = child.id();
+    child.exited().await.expect("exits");
+    let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("still there");
+    assert!(
+        state
+            .rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('Z')),
+        "{state}"
+    );
+    assert_eq!(child.wait().await.expect("reaps").code(), Some(3));
+    assert!(std::fs::metadata(format!("/proc/{pid}")).is_err(), "reaped");
+}
