@@ -85,46 +85,6 @@ async fn the_child_leads_a_process_group_of_its_own() {
 }
 
 #[tokio::test]
-async fn without_a_pidfd_a_blocking_thread_sees_the_exit_and_wait_reaps() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let s = streams(dir.path());
-    let args = sh("exit 7");
-    let mut child = spawn_with(&launch(&s, &args, dir.path()), false).expect("spawns");
-    assert!(matches!(child.reaper, Reaper::Thread(_)));
-    let pid = child.id();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    // Exited and seen, but not reaped: the pid is still ours to signal.
-    let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("still there");
-    assert!(
-        state
-            .rsplit(')')
-            .next()
-            .is_some_and(|r| r.trim_start().starts_with('Z')),
-        "{state}"
-    );
-    assert_eq!(child.wait().await.expect("waits").code(), Some(7));
-    assert_eq!(child.wait().await.expect("twice").code(), Some(7));
-    assert!(std::fs::metadata(format!("/proc/{pid}")).is_err(), "reaped");
-}
-
-#[tokio::test]
-async fn without_a_pidfd_a_child_dropped_unwaited_is_killed_and_reaped() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let s = streams(dir.path());
-    let args = sh("exec sleep 100");
-    let child = spawn_with(&launch(&s, &args, dir.path()), false).expect("spawns");
-    let stat = format!("/proc/{}/stat", child.id());
-    drop(child);
-    for _ in 0..200 {
-        if std::fs::metadata(&stat).is_err() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("{stat} still there: the dropped child was not killed and reaped");
-}
-
-#[tokio::test]
 async fn each_step_that_fails_is_named_with_its_errno() {
     let dir = tempfile::tempdir().expect("tmp");
     let s = streams(dir.path());
@@ -149,19 +109,22 @@ async fn each_step_that_fails_is_named_with_its_errno() {
 
 #[tokio::test]
 async fn a_child_dropped_unwaited_is_killed_and_reaped_not_left_a_zombie() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let s = streams(dir.path());
-    let args = sh("exec sleep 100");
-    let child = spawn(&launch(&s, &args, dir.path())).expect("spawns");
-    let stat = format!("/proc/{}/stat", child.id());
-    drop(child);
-    for _ in 0..200 {
-        if std::fs::metadata(&stat).is_err() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    for with_pidfd in [true, false] {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = streams(dir.path());
+        let args = sh("exec sleep 100");
+        let child = spawn_with(&launch(&s, &args, dir.path()), with_pidfd).expect("spawns");
+        let stat = format!("/proc/{}/stat", child.id());
+        drop(child);
+        let gone = (0..200).any(|_| {
+            std::thread::sleep(Duration::from_millis(10));
+            std::fs::metadata(&stat).is_err()
+        });
+        assert!(
+            gone,
+            "pidfd {with_pidfd}: {stat} still there, not killed and reaped"
+        );
     }
-    panic!("{stat} still there: the dropped child was not killed and reaped");
 }
 
 #[tokio::test]
@@ -179,24 +142,25 @@ async fn streams_on_descriptors_0_to_2_are_moved_above_them_first() {
 }
 
 #[tokio::test]
-async fn exited_leaves_the_zombie_for_wait_to_reap() {
+async fn exited_leaves_the_zombie_for_wait_to_reap_with_a_pidfd_or_a_thread() {
     // Between the two, the pid (and its group's id) cannot be reused: the
     // group can still be signalled safely.
-    let dir = tempfile::tempdir().expect("tmp");
-    let s = streams(dir.path());
-    let args = sh("exit 3");
-    let mut child = spawn(&launch(&s, &args, dir.path())).expect("spawns");
-    assert!(matches!(child.reaper, Reaper::Pidfd(_)));
-    let pid = child.id();
-    child.exited().await.expect("exits");
-    let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("still there");
-    assert!(
-        state
+    for with_pidfd in [true, false] {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = streams(dir.path());
+        let args = sh("exit 3");
+        let mut child = spawn_with(&launch(&s, &args, dir.path()), with_pidfd).expect("spawns");
+        assert_eq!(matches!(child.reaper, Reaper::Pidfd(_)), with_pidfd);
+        let pid = child.id();
+        child.exited().await.expect("exits");
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("still there");
+        let zombie = state
             .rsplit(')')
             .next()
-            .is_some_and(|r| r.trim_start().starts_with('Z')),
-        "{state}"
-    );
-    assert_eq!(child.wait().await.expect("reaps").code(), Some(3));
-    assert!(std::fs::metadata(format!("/proc/{pid}")).is_err(), "reaped");
+            .is_some_and(|r| r.trim_start().starts_with('Z'));
+        assert!(zombie, "pidfd {with_pidfd}: {state}");
+        assert_eq!(child.wait().await.expect("reaps").code(), Some(3));
+        assert_eq!(child.wait().await.expect("twice").code(), Some(3));
+        assert!(std::fs::metadata(format!("/proc/{pid}")).is_err(), "reaped");
+    }
 }
