@@ -1,6 +1,6 @@
 //! One attempt, from the worker's side: say it started, fetch and unpack the
 //! input, run the job in its sandbox, upload the logs and the output archive,
-//! report the result, and delete the folder.
+//! report the result, and give the folder back (see `folders.rs`).
 
 use super::{
     folders::Folders,
