@@ -347,7 +347,7 @@ pub fn reconcile(s: &JobsSnapshot) -> JobsPlan {
         .copied()
         .filter(|j| !moved.contains(&j.id))
         .collect();
-    for (job, worker) in for_free.into_iter().zip(round_robin(free, usize::MAX)) {
+    for (job, worker) in for_free.into_iter().zip(round_robin(free)) {
         let next = match job.state {
             JobState::Queued => assign(job, worker, s.now),
             // The same attempt, on another worker; a conditional write like any
@@ -359,7 +359,7 @@ pub fn reconcile(s: &JobsSnapshot) -> JobsPlan {
         plan.writes.push(next);
         plan.assigned.push((job.id.clone(), worker.clone()));
     }
-    for (job, worker) in rest.into_iter().zip(round_robin(prefetch, usize::MAX)) {
+    for (job, worker) in rest.into_iter().zip(round_robin(prefetch)) {
         plan.writes.push(assign(job, worker, s.now));
         plan.assigned.push((job.id.clone(), worker.clone()));
     }
@@ -425,16 +425,12 @@ fn room<'a>(
     room
 }
 
-/// Up to `limit` workers, one slot of each in turn.
-fn round_robin(mut room: Vec<(&WorkerId, u32)>, limit: usize) -> Vec<&WorkerId> {
+/// Every unit of room, one slot of each worker in turn.
+fn round_robin(mut room: Vec<(&WorkerId, u32)>) -> Vec<&WorkerId> {
     let total: u32 = room.iter().map(|(_, n)| n).sum();
-    let limit = limit.min(total as usize);
-    let mut order = Vec::with_capacity(limit);
-    while order.len() < limit {
+    let mut order = Vec::with_capacity(total as usize);
+    while order.len() < total as usize {
         for (w, n) in room.iter_mut().filter(|(_, n)| *n > 0) {
-            if order.len() == limit {
-                break;
-            }
             order.push(*w);
             *n -= 1;
         }

@@ -8,7 +8,7 @@
 //! JDL is expanded by the client into one plain job per value, submitted so.
 
 use super::{
-    jobs::{inline_input, parse_job_id},
+    jobs::{check_uploaded_input, inline_input, parse_job_id},
     wire::*,
     ApiError, Ctx,
 };
@@ -107,7 +107,7 @@ pub async fn submit(
         .collect();
     stream::iter(uploaded.into_iter().map(|id| {
         let c = c.clone();
-        async move { check_input(&c, &id, max_input).await }
+        async move { check_uploaded_input(&c, &id, max_input, "submitting the batch").await }
     }))
     .buffer_unordered(BLOB_CONCURRENCY)
     .try_collect::<Vec<()>>()
@@ -201,18 +201,4 @@ fn read_spec(id: &JobId, text: &str) -> Result<JobSpec, ApiError> {
         )));
     }
     Ok(jobs::job_spec(&desc))
-}
-
-async fn check_input(c: &Ctx, id: &JobId, limit: u64) -> Result<(), ApiError> {
-    match c.blobs.size(&layout::input(id)).await? {
-        None => Err(ApiError::conflict(format!(
-            "job {id} has no input archive yet: upload it (PUT /v1/jobs/{id}/input) before \
-             submitting the batch"
-        ))),
-        Some(n) if n > limit => Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("input archive of job {id} is {n} bytes, over the limit of {limit} bytes"),
-        )),
-        Some(_) => Ok(()),
-    }
 }

@@ -170,21 +170,7 @@ pub async fn submit(
             c.blobs.put_many(blobs).await?;
         }
         None => {
-            // A presigned upload bypasses the controller, so the limit is checked here.
-            match c.blobs.size(&layout::input(&id)).await? {
-                None => {
-                    return Err(ApiError::conflict(format!(
-                        "job {id} has no input archive yet: upload it (PUT /v1/jobs/{id}/input) before submitting"
-                    )))
-                }
-                Some(n) if n > max_input => {
-                    return Err(ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        format!("input archive of job {id} is {n} bytes, over the limit of {max_input} bytes"),
-                    ))
-                }
-                Some(_) => {}
-            }
+            check_uploaded_input(&c, &id, max_input, "submitting").await?;
             c.blobs.put_bytes(&jdl.0, jdl.1).await?;
         }
     }
@@ -206,12 +192,34 @@ pub(super) fn inline_input(id: &JobId, text: &str, limit: u64) -> Result<bytes::
     let data = decode_inline(text)
         .map_err(|e| ApiError::bad_request(format!("the input of job {id} is not base64: {e}")))?;
     match data.len() as u64 {
-        n if n > limit => Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("input archive of job {id} is {n} bytes, over the limit of {limit} bytes"),
-        )),
+        n if n > limit => Err(input_too_large(id, n, limit)),
         _ => Ok(data.into()),
     }
+}
+
+/// That the input archive of `id` was uploaded (`PUT /v1/jobs/{id}/input`) and
+/// is within `limit`: a presigned upload bypasses the controller, so the limit
+/// is checked here. `before` names what waits for it ("submitting").
+pub(super) async fn check_uploaded_input(
+    c: &Ctx,
+    id: &JobId,
+    limit: u64,
+    before: &str,
+) -> Result<(), ApiError> {
+    match c.blobs.size(&layout::input(id)).await? {
+        None => Err(ApiError::conflict(format!(
+            "job {id} has no input archive yet: upload it (PUT /v1/jobs/{id}/input) before {before}"
+        ))),
+        Some(n) if n > limit => Err(input_too_large(id, n, limit)),
+        Some(_) => Ok(()),
+    }
+}
+
+fn input_too_large(id: &JobId, n: u64, limit: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("input archive of job {id} is {n} bytes, over the limit of {limit} bytes"),
+    )
 }
 
 pub async fn status(State(c): State<Ctx>, Path(id): Path<String>) -> Result<Json<Job>, ApiError> {

@@ -20,9 +20,6 @@ const BATCH: usize = 500;
 /// A batch request's JDLs and inline inputs stay under about this many bytes
 /// (the body limit is 2 MiB).
 const BATCH_BYTES: usize = 1 << 20;
-/// Input archives up to this size go with the batch request (base64) instead
-/// of an upload of their own.
-const INLINE_MAX: usize = INLINE_MAX_BYTES;
 /// Input archives packed and uploaded at once.
 const UPLOADS: usize = 16;
 /// Inputs up to this size are packed in memory; larger ones go through a
@@ -72,7 +69,7 @@ fn request_bytes(plan: &PackPlan) -> usize {
 /// gzip makes of the others.
 fn inline_estimate(plan: &PackPlan) -> Option<usize> {
     let input = plan.input_bytes() as usize + 1024 + 512 * plan.job().files.len();
-    (input <= INLINE_MAX).then_some(input)
+    (input <= INLINE_MAX_BYTES).then_some(input)
 }
 
 async fn submit_batch(
@@ -126,7 +123,7 @@ async fn pack(
             Ok::<_, anyhow::Error>((packed.jdl, out))
         })
         .await??;
-        if inline && bytes.len() <= INLINE_MAX {
+        if inline && bytes.len() <= INLINE_MAX_BYTES {
             let input = Some(encode_inline(&bytes));
             return Ok(BatchEntry { id, jdl, input });
         }
